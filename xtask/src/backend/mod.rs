@@ -1,0 +1,439 @@
+//! Where PostgreSQL comes from: the backend trait, the `auto` choice, and the readiness wait they share.
+
+mod docker;
+mod external;
+mod local;
+
+use std::{
+    fmt, fs,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use xshell::Shell;
+
+pub use docker::Docker;
+pub use external::External;
+pub use local::Local;
+
+use crate::{
+    config::Config,
+    pg::{self, Client, PgError},
+    ui,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendChoice {
+    Auto,
+    Docker,
+    Local,
+    External,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    Docker,
+    Local,
+    External,
+}
+
+impl BackendKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Docker => "docker",
+            BackendKind::Local => "local",
+            BackendKind::External => "external",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<BackendKind> {
+        match name {
+            "docker" => Some(BackendKind::Docker),
+            "local" => Some(BackendKind::Local),
+            "external" => Some(BackendKind::External),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The shell and configuration every command works with.
+pub struct Ctx {
+    pub sh: Shell,
+    pub cfg: Config,
+}
+
+/// One way of running PostgreSQL. Each implementation lives in its own file.
+pub trait Backend {
+    fn kind(&self) -> BackendKind;
+
+    /// Starts the server unless it is running; returns whether it had to start it.
+    /// Readiness is checked afterwards by [`wait_ready`].
+    fn start(&self, ctx: &Ctx, deadline: Instant) -> Result<bool>;
+
+    /// Stops the server. With `delete_data` the data is deleted as well.
+    fn stop(&self, ctx: &Ctx, delete_data: bool) -> Result<()>;
+
+    /// Prints the server's log, following it with `follow`.
+    fn logs(&self, ctx: &Ctx, follow: bool) -> Result<()>;
+
+    /// Runs a PostgreSQL client program (`psql`, `pg_dump`) against the target database.
+    fn run_client(&self, ctx: &Ctx, program: &str, args: &[String], interactive: bool) -> Result<()>;
+
+    /// Called when the target database does not exist on a running server.
+    fn create_database(&self, ctx: &Ctx) -> Result<()> {
+        bail!(
+            "database {:?} does not exist on {}: create it, or point DATABASE_URL at an existing one",
+            ctx.cfg.database,
+            ctx.cfg.redacted_url()
+        )
+    }
+}
+
+/// The chosen backend and the reason, which every command prints.
+pub struct Selected {
+    pub backend: Box<dyn Backend>,
+    pub reason: String,
+}
+
+impl Selected {
+    pub fn kind(&self) -> BackendKind {
+        self.backend.kind()
+    }
+
+    pub fn announce(&self, ctx: &Ctx) {
+        ui::info(format!("backend: {} ({})", self.kind(), self.reason));
+        ui::info(format!("server:  {}", ctx.cfg.redacted_url()));
+    }
+}
+
+/// Facts about the machine that decide `auto`; gathered lazily because probing Docker costs time.
+pub trait Probe {
+    fn recorded_backend(&self) -> Option<BackendKind>;
+    fn docker(&self) -> Result<(), String>;
+    fn local(&self) -> Result<(), String>;
+}
+
+/// The outcome of the `auto` rules, before any backend is built.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub kind: BackendKind,
+    pub reason: String,
+    pub warning: Option<String>,
+}
+
+/// The `auto` rules, in order. They are documented in MIGRATIONS.md; keep the two in step.
+pub fn decide(choice: BackendChoice, cfg: &Config, probe: &dyn Probe) -> Result<Decision> {
+    let explicit = |kind: BackendKind, how: &str| Decision {
+        kind,
+        reason: format!("chosen by {how}"),
+        warning: None,
+    };
+    let how = if cfg.lookup.value("DB_BACKEND").is_some() { "DB_BACKEND" } else { "--backend" };
+    match choice {
+        BackendChoice::Docker => return Ok(explicit(BackendKind::Docker, how)),
+        BackendChoice::Local => return Ok(explicit(BackendKind::Local, how)),
+        BackendChoice::External => return Ok(explicit(BackendKind::External, how)),
+        BackendChoice::Auto => {}
+    }
+    if !cfg.host_is_local() {
+        return Ok(Decision {
+            kind: BackendKind::External,
+            reason: format!("auto: DATABASE_URL points at the non-local host {:?}", cfg.host()),
+            warning: None,
+        });
+    }
+    if cfg.ci && cfg.url_is_explicit() {
+        return Ok(Decision {
+            kind: BackendKind::External,
+            reason: "auto: CI is set and DATABASE_URL names the CI service".into(),
+            warning: None,
+        });
+    }
+    if let Some(kind) = probe.recorded_backend() {
+        let available = match kind {
+            BackendKind::Docker => probe.docker(),
+            BackendKind::Local => probe.local(),
+            BackendKind::External => Ok(()),
+        };
+        return match available {
+            Ok(()) => Ok(Decision {
+                kind,
+                reason: format!("auto: the project's data lives in the {kind} backend"),
+                warning: None,
+            }),
+            Err(why) => bail!(
+                "the project's data lives in the {kind} backend, which is unavailable ({why}): fix that, or pass --backend to use another, empty server"
+            ),
+        };
+    }
+    let docker = probe.docker();
+    if docker.is_ok() {
+        return Ok(Decision {
+            kind: BackendKind::Docker,
+            reason: "auto: a container engine answers".into(),
+            warning: None,
+        });
+    }
+    let docker_problem = docker.unwrap_err();
+    match probe.local() {
+        Ok(()) => Ok(Decision {
+            kind: BackendKind::Local,
+            reason: "auto: no usable container engine, PostgreSQL binaries found".into(),
+            warning: Some(format!("docker is not usable ({docker_problem}); falling back to a local cluster")),
+        }),
+        Err(local_problem) => bail!(
+            "no PostgreSQL to run: docker is not usable ({docker_problem}) and {local_problem}; install and start Docker, install the PostgreSQL server binaries (apt install postgresql, brew install postgresql@16), or set DATABASE_URL and pass --backend external"
+        ),
+    }
+}
+
+struct MachineProbe<'a> {
+    ctx: &'a Ctx,
+}
+
+impl Probe for MachineProbe<'_> {
+    fn recorded_backend(&self) -> Option<BackendKind> {
+        recorded_backend(&self.ctx.cfg)
+    }
+
+    fn docker(&self) -> Result<(), String> {
+        Docker::detect(self.ctx).and_then(|d| d.check_usable(self.ctx)).map_err(|e| format!("{e:#}"))
+    }
+
+    fn local(&self) -> Result<(), String> {
+        local::find_bin_dir(self.ctx).map(|_| ()).map_err(|e| format!("{e:#}"))
+    }
+}
+
+pub fn select(ctx: &Ctx, choice: BackendChoice) -> Result<Selected> {
+    let decision = decide(choice, &ctx.cfg, &MachineProbe { ctx })?;
+    if let Some(warning) = &decision.warning {
+        ui::warn(warning);
+    }
+    let backend: Box<dyn Backend> = match decision.kind {
+        BackendKind::Docker => Box::new(Docker::detect(ctx)?),
+        BackendKind::Local => Box::new(Local::new(ctx)?),
+        BackendKind::External => Box::new(External),
+    };
+    Ok(Selected {
+        backend,
+        reason: decision.reason,
+    })
+}
+
+fn marker_path(cfg: &Config) -> std::path::PathBuf {
+    cfg.state_dir.join("backend")
+}
+
+/// Which backend holds the project's data, so that `auto` never switches to an empty server.
+pub fn recorded_backend(cfg: &Config) -> Option<BackendKind> {
+    let text = fs::read_to_string(marker_path(cfg)).ok()?;
+    BackendKind::from_name(text.trim())
+}
+
+pub fn record_backend(cfg: &Config, kind: BackendKind) -> Result<()> {
+    if kind == BackendKind::External {
+        return Ok(());
+    }
+    fs::create_dir_all(&cfg.state_dir).with_context(|| format!("cannot create {}", cfg.state_dir.display()))?;
+    fs::write(marker_path(cfg), format!("{kind}\n"))
+        .with_context(|| format!("cannot write {}", marker_path(cfg).display()))
+}
+
+pub fn forget_backend(cfg: &Config, kind: BackendKind) -> Result<()> {
+    if recorded_backend(cfg) == Some(kind) {
+        fs::remove_file(marker_path(cfg)).with_context(|| format!("cannot remove {}", marker_path(cfg).display()))?;
+    }
+    Ok(())
+}
+
+/// Polls until the target database accepts an authenticated connection, or the deadline passes.
+pub fn wait_ready(ctx: &Ctx, backend: &dyn Backend, deadline: Instant) -> Result<Client> {
+    let url = &ctx.cfg.url;
+    let mut spinner = ui::Spinner::new("waiting for PostgreSQL");
+    let mut pause = Duration::from_millis(10);
+    let mut created = false;
+    loop {
+        let attempt_timeout = deadline
+            .saturating_duration_since(Instant::now())
+            .clamp(Duration::from_millis(200), Duration::from_secs(3));
+        let error = match Client::connect(url, attempt_timeout) {
+            Ok(client) => return Ok(client),
+            Err(e) if e.is_auth_failure() => {
+                bail!(
+                    "PostgreSQL at {} rejected the credentials ({e}): the server runs, but with another password or user; fix DATABASE_URL/POSTGRES_PASSWORD, or recreate the dev database with `cargo xtask db-down --volumes`",
+                    ctx.cfg.redacted_url()
+                )
+            }
+            Err(e) if e.is_missing_database() && !created => {
+                spinner.clear();
+                backend.create_database(ctx)?;
+                created = true;
+                continue;
+            }
+            Err(e) => e,
+        };
+        if !error.is_transient() && !matches!(error, PgError::Resolve(_)) {
+            bail!("cannot connect to {}: {error}", ctx.cfg.redacted_url());
+        }
+        if Instant::now() >= deadline {
+            let hint = match backend.kind() {
+                BackendKind::External => "check that the server runs and DATABASE_URL is right",
+                _ => "see `cargo xtask db-logs`, or raise --timeout",
+            };
+            bail!(
+                "PostgreSQL at {} was not ready in time; last error: {error}; {hint}",
+                ctx.cfg.redacted_url()
+            );
+        }
+        spinner.tick(&error.to_string());
+        std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}
+
+/// Creates the configured database through the maintenance database `postgres`.
+pub fn create_database_via_sql(ctx: &Ctx) -> Result<()> {
+    let admin_url = ctx.cfg.url_for_database("postgres");
+    let mut client = Client::connect(&admin_url, Duration::from_secs(5))
+        .with_context(|| format!("cannot connect to {}", crate::config::redact_url(&admin_url)))?;
+    let exists = client
+        .query_value(&format!(
+            "SELECT 1 FROM pg_database WHERE datname = {}",
+            pg::literal(&ctx.cfg.database)
+        ))
+        .context("cannot list databases")?;
+    if exists.is_none() {
+        client
+            .query(&format!("CREATE DATABASE {}", pg::ident(&ctx.cfg.database)))
+            .with_context(|| format!("cannot create database {:?}", ctx.cfg.database))?;
+        ui::info(format!("created database {:?}", ctx.cfg.database));
+    }
+    Ok(())
+}
+
+/// True when something other than us already listens on the port.
+pub fn port_is_taken(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_err()
+}
+
+pub fn port_taken_error(port: u16) -> anyhow::Error {
+    anyhow::anyhow!(
+        "port {port} on 127.0.0.1 is already taken by another program: stop it, or choose another port with POSTGRES_PORT (and DATABASE_URL) in .env"
+    )
+}
+
+/// Runs a command and returns its output whatever its exit status; `-v` echoes it.
+pub fn output(cmd: xshell::Cmd<'_>) -> Result<std::process::Output> {
+    let cmd = cmd.ignore_status();
+    let cmd = if ui::is_verbose() { cmd } else { cmd.quiet() };
+    let text = cmd.to_string();
+    cmd.output().with_context(|| format!("cannot run {text}"))
+}
+
+pub fn stderr_line(output: &std::process::Output) -> String {
+    let text = String::from_utf8_lossy(&output.stderr);
+    let line = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+    crate::config::redact_text(line)
+}
+
+pub fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::Lookup;
+
+    struct FakeProbe {
+        recorded: Option<BackendKind>,
+        docker: Result<(), &'static str>,
+        local: Result<(), &'static str>,
+    }
+
+    impl Probe for FakeProbe {
+        fn recorded_backend(&self) -> Option<BackendKind> {
+            self.recorded
+        }
+        fn docker(&self) -> Result<(), String> {
+            self.docker.map_err(str::to_owned)
+        }
+        fn local(&self) -> Result<(), String> {
+            self.local.map_err(str::to_owned)
+        }
+    }
+
+    const UP: Result<(), &str> = Ok(());
+    const DOWN: Result<(), &str> = Err("daemon not running");
+    const NO_BINS: Result<(), &str> = Err("no PostgreSQL binaries");
+
+    #[test]
+    fn auto_choice_table() {
+        use BackendKind::*;
+        // (process env, recorded, docker, local) => expected kind, or None for an error
+        let table: &[(&[(&str, &str)], Option<BackendKind>, Result<(), &str>, Result<(), &str>, Option<BackendKind>)] = &[
+            (&[], None, UP, UP, Some(Docker)),
+            (&[], None, DOWN, UP, Some(Local)),
+            (&[], None, DOWN, NO_BINS, None),
+            (&[("CI", "true"), ("DATABASE_URL", "postgres://t:t@localhost:5432/t")], None, UP, UP, Some(External)),
+            (&[("CI", "true")], None, DOWN, UP, Some(Local)),
+            (&[("DATABASE_URL", "postgres://t:t@db.example.com/t")], None, UP, UP, Some(External)),
+            (&[("DATABASE_URL", "postgres://t:t@localhost:5432/t")], None, UP, UP, Some(Docker)),
+            (&[], Some(Local), UP, UP, Some(Local)),
+            (&[], Some(Docker), UP, UP, Some(Docker)),
+            (&[], Some(Docker), DOWN, UP, None),
+            (&[], Some(Local), UP, NO_BINS, None),
+        ];
+        for (i, (env, recorded, docker, local, expected)) in table.iter().enumerate() {
+            let cfg = Config::from_lookup(Path::new("/p"), Lookup::from_maps(env, &[])).unwrap();
+            let probe = FakeProbe { recorded: *recorded, docker: *docker, local: *local };
+            let got = decide(BackendChoice::Auto, &cfg, &probe);
+            match (expected, got) {
+                (Some(kind), Ok(decision)) => {
+                    assert_eq!(decision.kind, *kind, "row {i}");
+                    assert!(decision.reason.starts_with("auto: "), "row {i}: {}", decision.reason);
+                }
+                (None, Err(e)) => assert_eq!(e.to_string().lines().count(), 1, "row {i}"),
+                (expected, got) => panic!("row {i}: expected {expected:?}, got {:?}", got.map(|d| d.kind)),
+            }
+        }
+    }
+
+    #[test]
+    fn fallback_to_local_warns() {
+        let cfg = Config::from_lookup(Path::new("/p"), Lookup::from_maps(&[], &[])).unwrap();
+        let probe = FakeProbe { recorded: None, docker: DOWN, local: UP };
+        let decision = decide(BackendChoice::Auto, &cfg, &probe).unwrap();
+        assert!(decision.warning.unwrap().contains("daemon not running"));
+    }
+
+    #[test]
+    fn explicit_choice_needs_no_probe() {
+        let cfg = Config::from_lookup(Path::new("/p"), Lookup::from_maps(&[], &[])).unwrap();
+        let probe = FakeProbe { recorded: Some(BackendKind::Docker), docker: DOWN, local: NO_BINS };
+        let decision = decide(BackendChoice::Local, &cfg, &probe).unwrap();
+        assert_eq!(decision.kind, BackendKind::Local);
+        assert_eq!(decision.reason, "chosen by --backend");
+    }
+
+    #[test]
+    fn no_way_out_names_all_ways_out() {
+        let cfg = Config::from_lookup(Path::new("/p"), Lookup::from_maps(&[], &[])).unwrap();
+        let probe = FakeProbe { recorded: None, docker: DOWN, local: NO_BINS };
+        let err = decide(BackendChoice::Auto, &cfg, &probe).unwrap_err().to_string();
+        for way_out in ["Docker", "PostgreSQL server binaries", "--backend external"] {
+            assert!(err.contains(way_out), "{err}");
+        }
+    }
+}

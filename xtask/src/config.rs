@@ -1,0 +1,412 @@
+//! Configuration: process environment, then `.env`, then built-in defaults equal to `.env.template`.
+
+use std::{
+    collections::HashMap,
+    env,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, Result, bail};
+use url::Url;
+
+pub const DEFAULT_USER: &str = "app";
+pub const DEFAULT_PASSWORD: &str = "app";
+pub const DEFAULT_DB: &str = "app";
+pub const DEFAULT_PORT: u16 = 5432;
+pub const DEFAULT_IMAGE: &str = "postgres:16-alpine";
+
+/// Where a setting came from; printed so that a surprising value can be traced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Environment,
+    DotEnv,
+    Default,
+}
+
+/// Looks settings up in the process environment first, then in `.env`.
+#[derive(Debug, Default, Clone)]
+pub struct Lookup {
+    process: HashMap<String, String>,
+    dotenv: HashMap<String, String>,
+}
+
+impl Lookup {
+    pub fn from_process_and_dotenv(dotenv_path: &Path) -> Result<Lookup> {
+        Ok(Lookup {
+            process: env::vars().collect(),
+            dotenv: read_dotenv(dotenv_path)?,
+        })
+    }
+
+    #[cfg(test)]
+    pub fn from_maps(process: &[(&str, &str)], dotenv: &[(&str, &str)]) -> Lookup {
+        let own = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        Lookup {
+            process: own(process),
+            dotenv: own(dotenv),
+        }
+    }
+
+    /// Empty values count as unset, as they do for most tools reading `.env`.
+    pub fn get(&self, key: &str) -> Option<(String, Source)> {
+        let non_empty = |map: &HashMap<String, String>| map.get(key).filter(|v| !v.is_empty()).cloned();
+        non_empty(&self.process)
+            .map(|v| (v, Source::Environment))
+            .or_else(|| non_empty(&self.dotenv).map(|v| (v, Source::DotEnv)))
+    }
+
+    pub fn value(&self, key: &str) -> Option<String> {
+        self.get(key).map(|(v, _)| v)
+    }
+
+    pub fn flag(&self, key: &str) -> bool {
+        self.value(key)
+            .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+    }
+}
+
+fn read_dotenv(path: &Path) -> Result<HashMap<String, String>> {
+    let iter = match dotenvy::from_path_iter(path) {
+        Ok(iter) => iter,
+        Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(HashMap::new());
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let mut values = HashMap::new();
+    for item in iter {
+        let (key, value) = item.map_err(|e| dotenv_error(path, e))?;
+        values.insert(key, value);
+    }
+    Ok(values)
+}
+
+fn dotenv_error(path: &Path, error: dotenvy::Error) -> anyhow::Error {
+    match error {
+        // The offending line may hold a password, so name its number only.
+        dotenvy::Error::LineParse(line, _) => {
+            let line_number = std::fs::read_to_string(path)
+                .ok()
+                .and_then(|text| text.lines().position(|l| line.starts_with(l.trim_end())))
+                .map_or_else(String::new, |i| format!(" line {}", i + 1));
+            anyhow::anyhow!(
+                "{}{line_number} is not valid KEY=VALUE syntax: fix that line or compare with .env.template",
+                path.display()
+            )
+        }
+        other => anyhow::anyhow!("cannot read {}: {other}", path.display()),
+    }
+}
+
+/// The connection settings every command works from.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub root: PathBuf,
+    /// Where the project's local state lives: the local cluster and the backend marker.
+    pub state_dir: PathBuf,
+    pub url: Url,
+    pub url_source: Source,
+    pub user: String,
+    pub password: String,
+    pub database: String,
+    pub port: u16,
+    pub image: String,
+    pub ci: bool,
+    pub lookup: Lookup,
+}
+
+impl Config {
+    pub fn load(root: &Path) -> Result<Config> {
+        let lookup = Lookup::from_process_and_dotenv(&root.join(".env"))?;
+        Config::from_lookup(root, lookup)
+    }
+
+    pub fn from_lookup(root: &Path, lookup: Lookup) -> Result<Config> {
+        let state_dir = lookup
+            .value("DB_STATE_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join(".data"));
+        let image = lookup.value("POSTGRES_IMAGE").unwrap_or_else(|| DEFAULT_IMAGE.to_owned());
+        let ci = lookup.flag("CI");
+
+        let (url, url_source) = match lookup.get("DATABASE_URL") {
+            Some((raw, source)) => (parse_database_url(&raw)?, source),
+            None => (url_from_parts(&lookup)?, Source::Default),
+        };
+        let user = percent_decode(url.username());
+        let password = url.password().map(percent_decode).unwrap_or_default();
+        let database = url.path().trim_start_matches('/').to_owned();
+        let database = if database.is_empty() { user.clone() } else { database };
+        let port = url.port().unwrap_or(DEFAULT_PORT);
+
+        Ok(Config {
+            root: root.to_owned(),
+            state_dir,
+            url,
+            url_source,
+            user,
+            password,
+            database,
+            port,
+            image,
+            ci,
+            lookup,
+        })
+    }
+
+    pub fn redacted_url(&self) -> String {
+        redact_url(&self.url)
+    }
+
+    /// The same server and credentials, connected to another database.
+    pub fn url_for_database(&self, database: &str) -> Url {
+        let mut url = self.url.clone();
+        url.set_path(&format!("/{database}"));
+        url
+    }
+
+    pub fn host(&self) -> String {
+        self.url.host_str().unwrap_or("localhost").to_owned()
+    }
+
+    pub fn host_is_local(&self) -> bool {
+        host_is_local(&self.host())
+    }
+
+    /// True when `DATABASE_URL` was given, rather than built from the `POSTGRES_*` parts.
+    pub fn url_is_explicit(&self) -> bool {
+        self.url_source != Source::Default
+    }
+}
+
+fn url_from_parts(lookup: &Lookup) -> Result<Url> {
+    let user = lookup.value("POSTGRES_USER").unwrap_or_else(|| DEFAULT_USER.into());
+    let password = lookup
+        .value("POSTGRES_PASSWORD")
+        .unwrap_or_else(|| DEFAULT_PASSWORD.into());
+    let database = lookup.value("POSTGRES_DB").unwrap_or_else(|| DEFAULT_DB.into());
+    let port = match lookup.value("POSTGRES_PORT") {
+        Some(raw) => raw
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .with_context(|| format!("POSTGRES_PORT={raw:?} is not a port number: use 1-65535"))?,
+        None => DEFAULT_PORT,
+    };
+    let mut url = Url::parse("postgres://127.0.0.1").expect("static URL parses");
+    url.set_port(Some(port)).expect("postgres URLs take ports");
+    url.set_username(&user).expect("postgres URLs take user names");
+    url.set_password(Some(&password)).expect("postgres URLs take passwords");
+    url.set_path(&format!("/{database}"));
+    Ok(url)
+}
+
+pub fn parse_database_url(raw: &str) -> Result<Url> {
+    let url = Url::parse(raw).map_err(|e| {
+        anyhow::anyhow!(
+            "DATABASE_URL is malformed ({e}): expected postgres://user:password@host:port/database"
+        )
+    })?;
+    if !matches!(url.scheme(), "postgres" | "postgresql") {
+        bail!(
+            "DATABASE_URL uses the scheme {:?}, not postgres: expected postgres://user:password@host:port/database",
+            url.scheme()
+        );
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        bail!(
+            "DATABASE_URL {} names no host: expected postgres://user:password@host:port/database",
+            redact_url(&url)
+        );
+    }
+    if url.username().is_empty() {
+        bail!(
+            "DATABASE_URL {} names no user: expected postgres://user:password@host:port/database",
+            redact_url(&url)
+        );
+    }
+    Ok(url)
+}
+
+pub fn host_is_local(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host == "::1"
+        || host.starts_with("127.")
+        || host.starts_with('/')
+        || host.is_empty()
+}
+
+pub fn redact_url(url: &Url) -> String {
+    let mut shown = url.clone();
+    if shown.password().is_some() {
+        let _ = shown.set_password(Some("***"));
+    }
+    // Passwords may also travel as a query parameter.
+    if shown.query_pairs().any(|(k, _)| k == "password") {
+        let pairs: Vec<(String, String)> = shown
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k == "password" { "***".to_owned() } else { v.into_owned() };
+                (k.into_owned(), v)
+            })
+            .collect();
+        shown.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    shown.to_string()
+}
+
+/// Masks the password of every `scheme://user:password@` in free text, such as a child's error.
+pub fn redact_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find("://") {
+        let (head, tail) = rest.split_at(pos + 3);
+        out.push_str(head);
+        let authority_end = tail
+            .find(|c: char| c == '/' || c == '?' || c == '#' || c.is_whitespace())
+            .unwrap_or(tail.len());
+        let authority = &tail[..authority_end];
+        match (authority.rfind('@'), authority.find(':')) {
+            (Some(at), Some(colon)) if colon < at => {
+                out.push_str(&authority[..=colon]);
+                out.push_str("***");
+                out.push_str(&authority[at..]);
+            }
+            _ => out.push_str(authority),
+        }
+        rest = &tail[authority_end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(process: &[(&str, &str)], dotenv: &[(&str, &str)]) -> Result<Config> {
+        Config::from_lookup(Path::new("/project"), Lookup::from_maps(process, dotenv))
+    }
+
+    #[test]
+    fn defaults_equal_the_template() {
+        let cfg = config(&[], &[]).unwrap();
+        assert_eq!(cfg.url.as_str(), "postgres://app:app@127.0.0.1:5432/app");
+        assert_eq!(cfg.url_source, Source::Default);
+        assert_eq!(cfg.image, "postgres:16-alpine");
+        assert_eq!(cfg.state_dir, Path::new("/project/.data"));
+        let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../.env.template")).unwrap();
+        for line in [
+            "DATABASE_URL=postgres://app:app@127.0.0.1:5432/app",
+            "POSTGRES_USER=app",
+            "POSTGRES_PASSWORD=app",
+            "POSTGRES_DB=app",
+            "POSTGRES_PORT=5432",
+        ] {
+            assert!(template.lines().any(|l| l.trim() == line), "template lacks {line}");
+        }
+    }
+
+    #[test]
+    fn process_environment_wins_over_dotenv() {
+        let cfg = config(&[("POSTGRES_PORT", "6000")], &[("POSTGRES_PORT", "7000"), ("POSTGRES_DB", "fromfile")]).unwrap();
+        assert_eq!(cfg.port, 6000);
+        assert_eq!(cfg.database, "fromfile");
+    }
+
+    #[test]
+    fn dotenv_wins_over_defaults() {
+        let cfg = config(&[], &[("POSTGRES_USER", "alice"), ("POSTGRES_PASSWORD", "s3cret")]).unwrap();
+        assert_eq!(cfg.user, "alice");
+        assert_eq!(cfg.password, "s3cret");
+        assert_eq!(cfg.database, "app");
+    }
+
+    #[test]
+    fn database_url_wins_over_parts() {
+        let cfg = config(
+            &[("POSTGRES_USER", "ignored"), ("POSTGRES_PORT", "1234")],
+            &[("DATABASE_URL", "postgresql://bob:p%40ss@db.internal:6543/shop")],
+        )
+        .unwrap();
+        assert_eq!(cfg.user, "bob");
+        assert_eq!(cfg.password, "p@ss");
+        assert_eq!(cfg.port, 6543);
+        assert_eq!(cfg.database, "shop");
+        assert_eq!(cfg.url_source, Source::DotEnv);
+        assert!(!cfg.host_is_local());
+    }
+
+    #[test]
+    fn empty_values_count_as_unset() {
+        let cfg = config(&[("DATABASE_URL", "")], &[("POSTGRES_DB", "")]).unwrap();
+        assert_eq!(cfg.url_source, Source::Default);
+        assert_eq!(cfg.database, "app");
+    }
+
+    #[test]
+    fn bad_urls_are_refused_without_echoing_secrets() {
+        for raw in ["mysql://u:hunter2@h/db", "not a url hunter2", "postgres:///db", "postgres://:hunter2@h/db"] {
+            let err = config(&[("DATABASE_URL", raw)], &[]).unwrap_err().to_string();
+            assert!(err.contains("DATABASE_URL"), "{err}");
+            assert!(!err.contains("hunter2"), "{err}");
+            assert_eq!(err.lines().count(), 1, "{err}");
+        }
+    }
+
+    #[test]
+    fn bad_port_is_refused() {
+        let err = config(&[("POSTGRES_PORT", "http")], &[]).unwrap_err().to_string();
+        assert!(err.contains("POSTGRES_PORT"), "{err}");
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        let url = Url::parse("postgres://app:hunter2@localhost:5432/app?sslmode=disable&password=hunter2").unwrap();
+        let shown = redact_url(&url);
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.starts_with("postgres://app:***@localhost:5432/app"), "{shown}");
+    }
+
+    #[test]
+    fn free_text_is_redacted() {
+        let text = "failed: postgres://app:hunter2@db:5432/app and http://x.org/a and postgres://nouser@h/db";
+        let shown = redact_text(text);
+        assert_eq!(
+            shown,
+            "failed: postgres://app:***@db:5432/app and http://x.org/a and postgres://nouser@h/db"
+        );
+    }
+
+    #[test]
+    fn local_hosts() {
+        for host in ["localhost", "127.0.0.1", "127.0.1.1", "[::1]", "/var/run/postgresql"] {
+            assert!(host_is_local(host), "{host}");
+        }
+        for host in ["postgres", "db.example.com", "10.0.0.5"] {
+            assert!(!host_is_local(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn dotenv_syntax_error_names_the_line_not_its_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env");
+        std::fs::write(&path, "POSTGRES_USER=app\nPOSTGRES_PASSWORD hunter2\n").unwrap();
+        let err = read_dotenv(&path).unwrap_err().to_string();
+        assert!(err.contains("line 2"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+}

@@ -1,0 +1,40 @@
+//! `cargo xtask db-status`: backend, reachability, server version and migration status.
+
+use std::{process::ExitCode, time::Duration};
+
+use anyhow::Result;
+
+use crate::{
+    backend::{self, BackendChoice, Ctx},
+    migration_cli::{self, ChildFailed},
+    pg::Client,
+    ui,
+};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Exit with status 1 when the server is unreachable or a migration is pending (for CI).
+    #[arg(long)]
+    pub check: bool,
+}
+
+pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
+    let selected = backend::select(ctx, choice)?;
+    selected.announce(ctx);
+    match Client::connect(&ctx.cfg.url, Duration::from_secs(3)) {
+        Ok(client) => println!("reachable: yes, PostgreSQL {}", client.server_version()),
+        Err(error) => {
+            println!("reachable: no ({error})");
+            ui::info("start it with `cargo xtask db-up`");
+            return Ok(if args.check { ExitCode::FAILURE } else { ExitCode::SUCCESS });
+        }
+    }
+    let command: &[&str] = if args.check { &["status", "--check"] } else { &["status"] };
+    match migration_cli::run(ctx, command) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(error) => match ChildFailed::exit_code(&error) {
+            Some(code) => Ok(code),
+            None => Err(error),
+        },
+    }
+}

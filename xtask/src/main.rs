@@ -1,0 +1,214 @@
+//! `cargo xtask`: a real PostgreSQL with the current schema, and the real-database test suite.
+//!
+//! This file only parses the command line and dispatches; each command lives in its own module.
+
+mod backend;
+mod bench;
+mod config;
+mod db_down;
+mod db_logs;
+mod db_migrate;
+mod db_psql;
+mod db_reset;
+mod db_revision;
+mod db_rollback;
+mod db_status;
+mod db_test;
+mod db_up;
+mod migration_cli;
+mod pg;
+mod ui;
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::Duration,
+};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, error::ErrorKind};
+
+use crate::backend::{BackendChoice, Ctx};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "Database operations for this workspace: PostgreSQL lifecycle, migrations and tests.",
+    after_help = "Configuration comes from the environment, then .env, then the defaults in .env.template.\nSee MIGRATIONS.md for the workflows."
+)]
+struct Cli {
+    /// Where PostgreSQL comes from: auto, docker, local or external [env: DB_BACKEND] [default: auto]
+    #[arg(long, global = true, value_name = "BACKEND")]
+    backend: Option<String>,
+
+    /// Print the commands run and more detail.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    /// Print only warnings and errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start PostgreSQL unless it runs, and wait until it accepts an authenticated connection.
+    #[command(after_help = "Example:\n  cargo xtask db-up --timeout 120")]
+    DbUp(db_up::Args),
+    /// Stop PostgreSQL, keeping its data unless --volumes is given.
+    #[command(after_help = "Examples:\n  cargo xtask db-down\n  cargo xtask db-down --volumes   # deletes the data")]
+    DbDown(db_down::Args),
+    /// Show the backend, whether the server answers, its version, and every migration's status.
+    #[command(after_help = "Examples:\n  cargo xtask db-status\n  cargo xtask db-status --check   # exit 1 when a migration is pending")]
+    DbStatus(db_status::Args),
+    /// Print the server's log.
+    #[command(after_help = "Example:\n  cargo xtask db-logs -f")]
+    DbLogs(db_logs::Args),
+    /// Open psql on the target database (in the container, or with the local client).
+    #[command(after_help = "Examples:\n  cargo xtask db-psql\n  cargo xtask db-psql -- -c 'select count(*) from projects'")]
+    DbPsql(db_psql::Args),
+    /// Bring PostgreSQL up, then apply pending migrations.
+    #[command(after_help = "Examples:\n  cargo xtask db-migrate\n  cargo xtask db-migrate --steps 1")]
+    DbMigrate(db_migrate::Args),
+    /// Roll back the last applied migrations (one by default).
+    #[command(after_help = "Example:\n  cargo xtask db-rollback --steps 2")]
+    DbRollback(db_rollback::Args),
+    /// Drop everything in the database, then migrate from scratch.
+    #[command(after_help = "Examples:\n  cargo xtask db-reset\n  cargo xtask db-reset --force   # required when the host is not local")]
+    DbReset(db_reset::Args),
+    /// Create a new timestamped migration with SeaORM's generator and register it.
+    #[command(after_help = "Example:\n  cargo xtask db-revision -m \"Add user table\"")]
+    DbRevision(db_revision::Args),
+    /// Run the whole test suite, each test on its own migrated database.
+    #[command(after_help = "Examples:\n  cargo xtask db-test\n  cargo xtask db-test -- projects   # arguments go to the test runner")]
+    DbTest(db_test::Args),
+    /// Measure per-test databases, local start-up and no-op migrations, and print a table.
+    #[command(after_help = "Examples:\n  cargo xtask bench\n  cargo xtask bench --markdown   # also writes BENCHMARKS.md")]
+    Bench(bench::Args),
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(error) => {
+            if let Some(code) = migration_cli::ChildFailed::exit_code(&error) {
+                return code;
+            }
+            // `{:#}` keeps the whole chain on one line; the backtrace stays out.
+            eprintln!("error: {}", config::redact_text(&format!("{error:#}")));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<ExitCode> {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // A bad value gets one line; usage errors keep clap's usual help.
+        Err(e) if matches!(e.kind(), ErrorKind::ValueValidation | ErrorKind::InvalidValue) => {
+            let text = e.render().to_string();
+            eprintln!("{}", text.lines().next().unwrap_or("error: invalid value"));
+            return Ok(ExitCode::from(2));
+        }
+        Err(e) => e.exit(),
+    };
+    ui::set_verbosity(cli.quiet, cli.verbose);
+    let ctx = context()?;
+    let choice = backend_choice(cli.backend.as_deref(), &ctx)?;
+    match cli.command {
+        Command::DbUp(args) => db_up::run(&ctx, choice, args),
+        Command::DbDown(args) => db_down::run(&ctx, choice, args),
+        Command::DbStatus(args) => db_status::run(&ctx, choice, args),
+        Command::DbLogs(args) => db_logs::run(&ctx, choice, args),
+        Command::DbPsql(args) => db_psql::run(&ctx, choice, args),
+        Command::DbMigrate(args) => db_migrate::run(&ctx, choice, args),
+        Command::DbRollback(args) => db_rollback::run(&ctx, choice, args),
+        Command::DbReset(args) => db_reset::run(&ctx, choice, args),
+        Command::DbRevision(args) => db_revision::run(&ctx, args),
+        Command::DbTest(args) => db_test::run(&ctx, choice, args),
+        Command::Bench(args) => bench::run(&ctx, choice, args),
+    }
+}
+
+fn context() -> Result<Ctx> {
+    let root = project_root();
+    let sh = xshell::Shell::new().context("cannot set up the shell")?;
+    sh.change_dir(&root);
+    let cfg = config::Config::load(&root)?;
+    Ok(Ctx { sh, cfg })
+}
+
+fn backend_choice(flag: Option<&str>, ctx: &Ctx) -> Result<BackendChoice> {
+    let (name, origin) = match flag {
+        Some(name) => (name.to_owned(), "--backend"),
+        None => match ctx.cfg.lookup.value("DB_BACKEND") {
+            Some(name) => (name, "DB_BACKEND"),
+            None => return Ok(BackendChoice::Auto),
+        },
+    };
+    match name.to_ascii_lowercase().as_str() {
+        "auto" => Ok(BackendChoice::Auto),
+        "docker" => Ok(BackendChoice::Docker),
+        "local" => Ok(BackendChoice::Local),
+        "external" => Ok(BackendChoice::External),
+        _ => bail!("unknown backend {name:?} in {origin}: use auto, docker, local or external"),
+    }
+}
+
+/// The workspace root, found from this crate's manifest so any working directory works.
+pub fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(1)
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+/// Parses `--timeout` values: whole seconds.
+pub fn parse_seconds(raw: &str) -> Result<Duration, String> {
+    raw.parse::<u64>()
+        .ok()
+        .filter(|s| *s > 0)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{raw:?} is not a positive number of seconds"))
+}
+
+/// Parses `--steps` values with a one-line error for zero and negative numbers.
+pub fn parse_steps(raw: &str) -> Result<u32, String> {
+    raw.parse::<u32>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{raw:?} is not a positive whole number of migrations"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn steps_must_be_positive() {
+        assert_eq!(parse_steps("3"), Ok(3));
+        for bad in ["0", "-1", "two", ""] {
+            assert!(parse_steps(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_command_has_an_example() {
+        use clap::CommandFactory;
+        for sub in Cli::command().get_subcommands() {
+            let help = sub.get_after_help().map(|h| h.to_string()).unwrap_or_default();
+            assert!(help.contains("cargo xtask"), "{} has no example", sub.get_name());
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! A small blocking PostgreSQL client: authenticates and runs simple queries, so that
+//! xtask can probe readiness and administer databases without linking an async runtime.
+
+use std::{
+    fmt,
+    io::{self, Read, Write},
+    net::{TcpStream, ToSocketAddrs},
+    time::Duration,
+};
+
+use bytes::BytesMut;
+use fallible_iterator::FallibleIterator;
+use postgres_protocol::{
+    authentication::{md5_hash, sasl},
+    message::{backend::Message, frontend},
+};
+use url::Url;
+
+/// Why a connection or a query failed, classified so that callers can tell
+/// "not running yet" from "wrong password" from "no such database".
+#[derive(Debug)]
+pub enum PgError {
+    /// The host name did not resolve.
+    Resolve(String),
+    /// Nothing answered, or the connection broke.
+    Io(io::Error),
+    /// The server answered with an error.
+    Server { code: String, message: String },
+    /// The server said something this client does not understand.
+    Protocol(String),
+}
+
+impl PgError {
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            PgError::Server { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    pub fn is_auth_failure(&self) -> bool {
+        matches!(self.code(), Some("28P01" | "28000"))
+    }
+
+    pub fn is_missing_database(&self) -> bool {
+        self.code() == Some("3D000")
+    }
+
+    /// The server is there but cannot take connections yet (starting, stopping, recovering).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            PgError::Io(_) => true,
+            PgError::Server { code, .. } => matches!(code.as_str(), "57P03" | "57P01" | "53300"),
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for PgError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PgError::Resolve(host) => write!(f, "host {host:?} does not resolve"),
+            PgError::Io(e) if e.kind() == io::ErrorKind::ConnectionRefused => f.write_str("connection refused"),
+            PgError::Io(e) if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => {
+                f.write_str("timed out")
+            }
+            PgError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => f.write_str("server closed the connection"),
+            PgError::Io(e) => write!(f, "{e}"),
+            PgError::Server { code, message } => write!(f, "{message} (SQLSTATE {code})"),
+            PgError::Protocol(what) => write!(f, "protocol error: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for PgError {}
+
+impl From<io::Error> for PgError {
+    fn from(e: io::Error) -> Self {
+        PgError::Io(e)
+    }
+}
+
+pub struct Client {
+    stream: TcpStream,
+    buf: BytesMut,
+    server_version: String,
+}
+
+pub type Row = Vec<Option<String>>;
+
+impl Client {
+    /// Connects and authenticates with the URL's credentials (password, MD5 or SCRAM-SHA-256).
+    pub fn connect(url: &Url, timeout: Duration) -> Result<Client, PgError> {
+        let host = url.host_str().unwrap_or("localhost");
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port = url.port().unwrap_or(5432);
+        let addrs: Vec<_> = (host, port)
+            .to_socket_addrs()
+            .map_err(|_| PgError::Resolve(host.to_owned()))?
+            .collect();
+        let mut last = PgError::Resolve(host.to_owned());
+        for addr in addrs {
+            match TcpStream::connect_timeout(&addr, timeout) {
+                Ok(stream) => {
+                    stream.set_read_timeout(Some(timeout))?;
+                    stream.set_write_timeout(Some(timeout))?;
+                    stream.set_nodelay(true)?;
+                    let mut client = Client {
+                        stream,
+                        buf: BytesMut::with_capacity(8192),
+                        server_version: String::new(),
+                    };
+                    client.startup(url)?;
+                    return Ok(client);
+                }
+                Err(e) => last = PgError::Io(e),
+            }
+        }
+        Err(last)
+    }
+
+    pub fn server_version(&self) -> &str {
+        &self.server_version
+    }
+
+    pub fn server_major_version(&self) -> Option<u32> {
+        self.server_version.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    }
+
+    fn startup(&mut self, url: &Url) -> Result<(), PgError> {
+        let user = decode(url.username());
+        let password = url.password().map(decode).unwrap_or_default();
+        let database = decode(url.path().trim_start_matches('/'));
+        let database = if database.is_empty() { user.clone() } else { database };
+
+        let mut out = BytesMut::new();
+        frontend::startup_message(
+            [
+                ("user", user.as_str()),
+                ("database", database.as_str()),
+                ("application_name", "xtask"),
+                ("client_encoding", "UTF8"),
+            ],
+            &mut out,
+        )?;
+        self.send(&out)?;
+
+        let mut scram: Option<sasl::ScramSha256> = None;
+        loop {
+            match self.receive()? {
+                Message::AuthenticationOk => {}
+                Message::AuthenticationCleartextPassword => {
+                    let mut out = BytesMut::new();
+                    frontend::password_message(password.as_bytes(), &mut out)?;
+                    self.send(&out)?;
+                }
+                Message::AuthenticationMd5Password(body) => {
+                    let hash = md5_hash(user.as_bytes(), password.as_bytes(), body.salt());
+                    let mut out = BytesMut::new();
+                    frontend::password_message(hash.as_bytes(), &mut out)?;
+                    self.send(&out)?;
+                }
+                Message::AuthenticationSasl(body) => {
+                    let mut mechanisms = body.mechanisms();
+                    let mut offers_scram = false;
+                    while let Some(mechanism) = mechanisms.next()? {
+                        offers_scram |= mechanism == sasl::SCRAM_SHA_256;
+                    }
+                    if !offers_scram {
+                        return Err(PgError::Protocol("server offers no SCRAM-SHA-256".into()));
+                    }
+                    let state = sasl::ScramSha256::new(password.as_bytes(), sasl::ChannelBinding::unsupported());
+                    let mut out = BytesMut::new();
+                    frontend::sasl_initial_response(sasl::SCRAM_SHA_256, state.message(), &mut out)?;
+                    self.send(&out)?;
+                    scram = Some(state);
+                }
+                Message::AuthenticationSaslContinue(body) => {
+                    let state = scram
+                        .as_mut()
+                        .ok_or_else(|| PgError::Protocol("SASL continue before start".into()))?;
+                    state.update(body.data())?;
+                    let mut out = BytesMut::new();
+                    frontend::sasl_response(state.message(), &mut out)?;
+                    self.send(&out)?;
+                }
+                Message::AuthenticationSaslFinal(body) => {
+                    scram
+                        .as_mut()
+                        .ok_or_else(|| PgError::Protocol("SASL final before start".into()))?
+                        .finish(body.data())?;
+                }
+                Message::ParameterStatus(body) => {
+                    if body.name()? == "server_version" {
+                        self.server_version = body.value()?.to_owned();
+                    }
+                }
+                Message::BackendKeyData(_) | Message::NoticeResponse(_) => {}
+                Message::ErrorResponse(body) => return Err(server_error(body.fields())?),
+                Message::ReadyForQuery(_) => return Ok(()),
+                _ => return Err(PgError::Protocol("unexpected message during startup".into())),
+            }
+        }
+    }
+
+    /// Runs one or more statements with the simple query protocol and returns the text rows.
+    pub fn query(&mut self, sql: &str) -> Result<Vec<Row>, PgError> {
+        let mut out = BytesMut::new();
+        frontend::query(sql, &mut out)?;
+        self.send(&out)?;
+        let mut rows = Vec::new();
+        let mut failure = None;
+        loop {
+            match self.receive()? {
+                Message::DataRow(body) => {
+                    let buffer = body.buffer();
+                    let row = body
+                        .ranges()
+                        .map(|range| Ok(range.map(|r| String::from_utf8_lossy(&buffer[r]).into_owned())))
+                        .collect()?;
+                    rows.push(row);
+                }
+                Message::ErrorResponse(body) => failure = Some(server_error(body.fields())?),
+                Message::ReadyForQuery(_) => return failure.map_or(Ok(rows), Err),
+                _ => {}
+            }
+        }
+    }
+
+    /// The first column of the first row, for queries that return one value.
+    pub fn query_value(&mut self, sql: &str) -> Result<Option<String>, PgError> {
+        Ok(self.query(sql)?.into_iter().next().and_then(|row| row.into_iter().next().flatten()))
+    }
+
+    fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    fn receive(&mut self) -> Result<Message, PgError> {
+        loop {
+            if let Some(message) = Message::parse(&mut self.buf)? {
+                return Ok(message);
+            }
+            let mut chunk = [0u8; 8192];
+            let n = self.stream.read(&mut chunk)?;
+            if n == 0 {
+                return Err(PgError::Io(io::ErrorKind::UnexpectedEof.into()));
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let mut out = BytesMut::new();
+        frontend::terminate(&mut out);
+        let _ = self.stream.write_all(&out);
+    }
+}
+
+fn server_error(
+    mut fields: postgres_protocol::message::backend::ErrorFields<'_>,
+) -> Result<PgError, PgError> {
+    let mut code = String::new();
+    let mut message = String::new();
+    while let Some(field) = fields.next()? {
+        let value = String::from_utf8_lossy(field.value_bytes()).into_owned();
+        match field.type_() {
+            b'C' => code = value,
+            b'M' => message = value,
+            _ => {}
+        }
+    }
+    Ok(PgError::Server { code, message })
+}
+
+fn decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
+}
+
+/// Quotes an identifier for SQL.
+pub fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Quotes a string literal for SQL.
+pub fn literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(ident(r#"we"ird"#), r#""we""ird""#);
+        assert_eq!(literal("it's"), "'it''s'");
+    }
+
+    #[test]
+    fn errors_classify() {
+        let auth = PgError::Server { code: "28P01".into(), message: "password authentication failed".into() };
+        assert!(auth.is_auth_failure() && !auth.is_transient());
+        let starting = PgError::Server { code: "57P03".into(), message: "the database system is starting up".into() };
+        assert!(starting.is_transient());
+        let refused = PgError::Io(io::ErrorKind::ConnectionRefused.into());
+        assert!(refused.is_transient());
+        assert_eq!(refused.to_string(), "connection refused");
+    }
+}

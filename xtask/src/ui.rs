@@ -1,0 +1,92 @@
+//! What xtask tells the user: status lines on stderr, honouring `-q` and `-v`, and a TTY-only spinner.
+
+use std::{
+    io::{IsTerminal, Write},
+    sync::atomic::{AtomicU8, Ordering},
+    time::Instant,
+};
+
+use crate::config::redact_text;
+
+static VERBOSITY: AtomicU8 = AtomicU8::new(1);
+
+pub fn set_verbosity(quiet: bool, verbose: u8) {
+    let level = if quiet { 0 } else { 1 + verbose.min(1) };
+    VERBOSITY.store(level, Ordering::Relaxed);
+}
+
+pub fn is_verbose() -> bool {
+    VERBOSITY.load(Ordering::Relaxed) >= 2
+}
+
+pub fn is_quiet() -> bool {
+    VERBOSITY.load(Ordering::Relaxed) == 0
+}
+
+/// A status line; every line passes through URL redaction.
+pub fn info(message: impl AsRef<str>) {
+    if !is_quiet() {
+        eprintln!("{}", redact_text(message.as_ref()));
+    }
+}
+
+/// Shown even with `-q`: a warning changes what the user should expect.
+pub fn warn(message: impl AsRef<str>) {
+    eprintln!("warning: {}", redact_text(message.as_ref()));
+}
+
+pub fn debug(message: impl AsRef<str>) {
+    if is_verbose() {
+        eprintln!("  {}", redact_text(message.as_ref()));
+    }
+}
+
+/// Redraws one line while waiting; draws nothing unless stderr is a terminal.
+pub struct Spinner {
+    enabled: bool,
+    started: Instant,
+    frame: usize,
+    label: String,
+}
+
+impl Spinner {
+    pub fn new(label: &str) -> Spinner {
+        Spinner {
+            enabled: std::io::stderr().is_terminal() && !is_quiet(),
+            started: Instant::now(),
+            frame: 0,
+            label: label.to_owned(),
+        }
+    }
+
+    pub fn tick(&mut self, detail: &str) {
+        if !self.enabled {
+            return;
+        }
+        const FRAMES: [char; 4] = ['|', '/', '-', '\\'];
+        self.frame = (self.frame + 1) % FRAMES.len();
+        let mut stderr = std::io::stderr();
+        let _ = write!(
+            stderr,
+            "\r\x1b[2K{} {} ({:.1}s) {}",
+            FRAMES[self.frame],
+            self.label,
+            self.started.elapsed().as_secs_f64(),
+            redact_text(detail)
+        );
+        let _ = stderr.flush();
+    }
+
+    pub fn clear(&mut self) {
+        if self.enabled {
+            let _ = write!(std::io::stderr(), "\r\x1b[2K");
+            self.enabled = false;
+        }
+    }
+}
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
