@@ -54,7 +54,8 @@ impl Lookup {
 
     /// Empty values count as unset, as they do for most tools reading `.env`.
     pub fn get(&self, key: &str) -> Option<(String, Source)> {
-        let non_empty = |map: &HashMap<String, String>| map.get(key).filter(|v| !v.is_empty()).cloned();
+        let non_empty =
+            |map: &HashMap<String, String>| map.get(key).filter(|v| !v.is_empty()).cloned();
         non_empty(&self.process)
             .map(|v| (v, Source::Environment))
             .or_else(|| non_empty(&self.dotenv).map(|v| (v, Source::DotEnv)))
@@ -131,7 +132,9 @@ impl Config {
             .value("DB_STATE_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| root.join(".data"));
-        let image = lookup.value("POSTGRES_IMAGE").unwrap_or_else(|| DEFAULT_IMAGE.to_owned());
+        let image = lookup
+            .value("POSTGRES_IMAGE")
+            .unwrap_or_else(|| DEFAULT_IMAGE.to_owned());
         let ci = lookup.flag("CI");
 
         let (url, url_source) = match lookup.get("DATABASE_URL") {
@@ -141,7 +144,11 @@ impl Config {
         let user = percent_decode(url.username());
         let password = url.password().map(percent_decode).unwrap_or_default();
         let database = url.path().trim_start_matches('/').to_owned();
-        let database = if database.is_empty() { user.clone() } else { database };
+        let database = if database.is_empty() {
+            user.clone()
+        } else {
+            database
+        };
         let port = url.port().unwrap_or(DEFAULT_PORT);
 
         Ok(Config {
@@ -185,11 +192,15 @@ impl Config {
 }
 
 fn url_from_parts(lookup: &Lookup) -> Result<Url> {
-    let user = lookup.value("POSTGRES_USER").unwrap_or_else(|| DEFAULT_USER.into());
+    let user = lookup
+        .value("POSTGRES_USER")
+        .unwrap_or_else(|| DEFAULT_USER.into());
     let password = lookup
         .value("POSTGRES_PASSWORD")
         .unwrap_or_else(|| DEFAULT_PASSWORD.into());
-    let database = lookup.value("POSTGRES_DB").unwrap_or_else(|| DEFAULT_DB.into());
+    let database = lookup
+        .value("POSTGRES_DB")
+        .unwrap_or_else(|| DEFAULT_DB.into());
     let port = match lookup.value("POSTGRES_PORT") {
         Some(raw) => raw
             .parse::<u16>()
@@ -200,8 +211,10 @@ fn url_from_parts(lookup: &Lookup) -> Result<Url> {
     };
     let mut url = Url::parse("postgres://127.0.0.1").expect("static URL parses");
     url.set_port(Some(port)).expect("postgres URLs take ports");
-    url.set_username(&user).expect("postgres URLs take user names");
-    url.set_password(Some(&password)).expect("postgres URLs take passwords");
+    url.set_username(&user)
+        .expect("postgres URLs take user names");
+    url.set_password(Some(&password))
+        .expect("postgres URLs take passwords");
     url.set_path(&format!("/{database}"));
     Ok(url)
 }
@@ -252,7 +265,11 @@ pub fn redact_url(url: &Url) -> String {
         let pairs: Vec<(String, String)> = shown
             .query_pairs()
             .map(|(k, v)| {
-                let v = if k == "password" { "***".to_owned() } else { v.into_owned() };
+                let v = if k == "password" {
+                    "***".to_owned()
+                } else {
+                    v.into_owned()
+                };
                 (k.into_owned(), v)
             })
             .collect();
@@ -307,7 +324,9 @@ mod tests {
         assert_eq!(cfg.url_source, Source::Default);
         assert_eq!(cfg.image, "postgres:16-alpine");
         assert_eq!(cfg.state_dir, Path::new("/project/.data"));
-        let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../.env.template")).unwrap();
+        let template =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../.env.template"))
+                .unwrap();
         for line in [
             "DATABASE_URL=postgres://app:app@127.0.0.1:5432/app",
             "POSTGRES_USER=app",
@@ -315,20 +334,31 @@ mod tests {
             "POSTGRES_DB=app",
             "POSTGRES_PORT=5432",
         ] {
-            assert!(template.lines().any(|l| l.trim() == line), "template lacks {line}");
+            assert!(
+                template.lines().any(|l| l.trim() == line),
+                "template lacks {line}"
+            );
         }
     }
 
     #[test]
     fn process_environment_wins_over_dotenv() {
-        let cfg = config(&[("POSTGRES_PORT", "6000")], &[("POSTGRES_PORT", "7000"), ("POSTGRES_DB", "fromfile")]).unwrap();
+        let cfg = config(
+            &[("POSTGRES_PORT", "6000")],
+            &[("POSTGRES_PORT", "7000"), ("POSTGRES_DB", "fromfile")],
+        )
+        .unwrap();
         assert_eq!(cfg.port, 6000);
         assert_eq!(cfg.database, "fromfile");
     }
 
     #[test]
     fn dotenv_wins_over_defaults() {
-        let cfg = config(&[], &[("POSTGRES_USER", "alice"), ("POSTGRES_PASSWORD", "s3cret")]).unwrap();
+        let cfg = config(
+            &[],
+            &[("POSTGRES_USER", "alice"), ("POSTGRES_PASSWORD", "s3cret")],
+        )
+        .unwrap();
         assert_eq!(cfg.user, "alice");
         assert_eq!(cfg.password, "s3cret");
         assert_eq!(cfg.database, "app");
@@ -338,7 +368,10 @@ mod tests {
     fn database_url_wins_over_parts() {
         let cfg = config(
             &[("POSTGRES_USER", "ignored"), ("POSTGRES_PORT", "1234")],
-            &[("DATABASE_URL", "postgresql://bob:p%40ss@db.internal:6543/shop")],
+            &[(
+                "DATABASE_URL",
+                "postgresql://bob:p%40ss@db.internal:6543/shop",
+            )],
         )
         .unwrap();
         assert_eq!(cfg.user, "bob");
@@ -358,8 +391,15 @@ mod tests {
 
     #[test]
     fn bad_urls_are_refused_without_echoing_secrets() {
-        for raw in ["mysql://u:hunter2@h/db", "not a url hunter2", "postgres:///db", "postgres://:hunter2@h/db"] {
-            let err = config(&[("DATABASE_URL", raw)], &[]).unwrap_err().to_string();
+        for raw in [
+            "mysql://u:hunter2@h/db",
+            "not a url hunter2",
+            "postgres:///db",
+            "postgres://:hunter2@h/db",
+        ] {
+            let err = config(&[("DATABASE_URL", raw)], &[])
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("DATABASE_URL"), "{err}");
             assert!(!err.contains("hunter2"), "{err}");
             assert_eq!(err.lines().count(), 1, "{err}");
@@ -368,16 +408,24 @@ mod tests {
 
     #[test]
     fn bad_port_is_refused() {
-        let err = config(&[("POSTGRES_PORT", "http")], &[]).unwrap_err().to_string();
+        let err = config(&[("POSTGRES_PORT", "http")], &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("POSTGRES_PORT"), "{err}");
     }
 
     #[test]
     fn urls_are_redacted() {
-        let url = Url::parse("postgres://app:hunter2@localhost:5432/app?sslmode=disable&password=hunter2").unwrap();
+        let url = Url::parse(
+            "postgres://app:hunter2@localhost:5432/app?sslmode=disable&password=hunter2",
+        )
+        .unwrap();
         let shown = redact_url(&url);
         assert!(!shown.contains("hunter2"), "{shown}");
-        assert!(shown.starts_with("postgres://app:***@localhost:5432/app"), "{shown}");
+        assert!(
+            shown.starts_with("postgres://app:***@localhost:5432/app"),
+            "{shown}"
+        );
     }
 
     #[test]
@@ -392,7 +440,13 @@ mod tests {
 
     #[test]
     fn local_hosts() {
-        for host in ["localhost", "127.0.0.1", "127.0.1.1", "[::1]", "/var/run/postgresql"] {
+        for host in [
+            "localhost",
+            "127.0.0.1",
+            "127.0.1.1",
+            "[::1]",
+            "/var/run/postgresql",
+        ] {
             assert!(host_is_local(host), "{host}");
         }
         for host in ["postgres", "db.example.com", "10.0.0.5"] {

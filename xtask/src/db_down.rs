@@ -22,7 +22,10 @@ pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
     selected.backend.stop(ctx, args.volumes)?;
     if args.volumes {
         backend::forget_backend(&ctx.cfg, selected.kind())?;
-        ui::info(format!("stopped, and deleted the {} backend's data", selected.kind()));
+        ui::info(format!(
+            "stopped, and deleted the {} backend's data",
+            selected.kind()
+        ));
     } else {
         ui::info("stopped; the data is kept (`db-down --volumes` deletes it)");
     }

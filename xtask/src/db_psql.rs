@@ -17,6 +17,8 @@ pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
     let selected = backend::select(ctx, choice)?;
     selected.announce(ctx);
     let interactive = std::io::stdin().is_terminal();
-    selected.backend.run_client(ctx, "psql", &args.psql_args, interactive)?;
+    selected
+        .backend
+        .run_client(ctx, "psql", &args.psql_args, interactive)?;
     Ok(ExitCode::SUCCESS)
 }

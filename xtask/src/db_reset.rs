@@ -29,7 +29,10 @@ pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
         .client
         .query("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public;")
         .with_context(|| format!("cannot empty database {:?}", ctx.cfg.database))?;
-    ui::info(format!("dropped everything in database {:?}", ctx.cfg.database));
+    ui::info(format!(
+        "dropped everything in database {:?}",
+        ctx.cfg.database
+    ));
     migration_cli::run(ctx, &["up"])?;
     Ok(ExitCode::SUCCESS)
 }

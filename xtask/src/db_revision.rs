@@ -17,8 +17,10 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode> {
     let name = migration_name(&args.message)?;
     let migration_dir = ctx.cfg.root.join("migration");
     let lib = migration_dir.join("src/lib.rs");
-    let lib_text = fs::read_to_string(&lib).with_context(|| format!("cannot read {}", lib.display()))?;
-    check_editable(&lib_text).with_context(|| format!("the generator cannot safely edit {}", lib.display()))?;
+    let lib_text =
+        fs::read_to_string(&lib).with_context(|| format!("cannot read {}", lib.display()))?;
+    check_editable(&lib_text)
+        .with_context(|| format!("the generator cannot safely edit {}", lib.display()))?;
 
     let before = migration_files(&migration_dir)?;
     migration_cli::run_in(ctx, &migration_dir, &["generate", &name])?;
@@ -27,12 +29,18 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode> {
         .filter(|f| !before.contains(f))
         .collect();
     let [file] = created.as_slice() else {
-        bail!("the generator did not create exactly one migration file: check {}", migration_dir.join("src").display());
+        bail!(
+            "the generator did not create exactly one migration file: check {}",
+            migration_dir.join("src").display()
+        );
     };
     let module = file.trim_end_matches(".rs");
     let path = migration_dir.join("src").join(file);
-    fs::write(&path, template(module)).with_context(|| format!("cannot write {}", path.display()))?;
-    ui::info(format!("created migration/src/{file} and registered it in migration/src/lib.rs"));
+    fs::write(&path, template(module))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    ui::info(format!(
+        "created migration/src/{file} and registered it in migration/src/lib.rs"
+    ));
     ui::info("write its `up` and `down`, then run `cargo xtask db-migrate`");
     Ok(ExitCode::SUCCESS)
 }
@@ -49,13 +57,17 @@ pub fn migration_name(message: &str) -> Result<String> {
     }
     let name = name.trim_end_matches('_').to_owned();
     if name.is_empty() {
-        bail!("migration message {message:?} has no letters or digits: say what it does, e.g. -m \"Add user table\"");
+        bail!(
+            "migration message {message:?} has no letters or digits: say what it does, e.g. -m \"Add user table\""
+        );
     }
     if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
         bail!("migration message {message:?} must start with a letter, e.g. -m \"Add user table\"");
     }
     if name.len() > 60 {
-        bail!("migration message {message:?} is too long for a file name: keep it under 60 characters");
+        bail!(
+            "migration message {message:?} is too long for a file name: keep it under 60 characters"
+        );
     }
     Ok(name)
 }
@@ -105,9 +117,14 @@ fn migration_files(dir: &Path) -> Result<Vec<String>> {
     let src = dir.join("src");
     let mut files = Vec::new();
     for entry in fs::read_dir(&src).with_context(|| format!("cannot list {}", src.display()))? {
-        let name = entry.with_context(|| format!("cannot list {}", src.display()))?.file_name();
+        let name = entry
+            .with_context(|| format!("cannot list {}", src.display()))?
+            .file_name();
         let name = name.to_string_lossy();
-        if name.starts_with('m') && name.ends_with(".rs") && !module_names(&format!("mod {};", &name[..name.len() - 3])).is_empty() {
+        if name.starts_with('m')
+            && name.ends_with(".rs")
+            && !module_names(&format!("mod {};", &name[..name.len() - 3])).is_empty()
+        {
             files.push(name.into_owned());
         }
     }
@@ -155,7 +172,10 @@ mod tests {
     #[test]
     fn messages_become_module_names() {
         assert_eq!(migration_name("Add user table").unwrap(), "add_user_table");
-        assert_eq!(migration_name("  add-index: users.email ").unwrap(), "add_index_users_email");
+        assert_eq!(
+            migration_name("  add-index: users.email ").unwrap(),
+            "add_index_users_email"
+        );
         for bad in ["", "   ", "!!!", "2fa secrets", &"x".repeat(61)] {
             let err = migration_name(bad).unwrap_err().to_string();
             assert_eq!(err.lines().count(), 1, "{err}");
@@ -171,15 +191,25 @@ mod tests {
 
     #[test]
     fn the_real_lib_is_editable() {
-        let lib = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../migration/src/lib.rs")).unwrap();
+        let lib = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../migration/src/lib.rs"
+        ))
+        .unwrap();
         check_editable(&lib).unwrap();
     }
 
     #[test]
     fn unsafe_libs_are_refused() {
-        let second_vec = GOOD.replace("pub struct Migrator;", "pub fn names() -> Vec<u8> { vec![1] }\npub struct Migrator;");
+        let second_vec = GOOD.replace(
+            "pub struct Migrator;",
+            "pub fn names() -> Vec<u8> { vec![1] }\npub struct Migrator;",
+        );
         let trailing_bracket = format!("{GOOD}const X: [u8; 1] = [\n    1,\n]\n;\n");
-        let unregistered = GOOD.replace("            Box::new(m20261125_080000_add_users::Migration),\n", "");
+        let unregistered = GOOD.replace(
+            "            Box::new(m20261125_080000_add_users::Migration),\n",
+            "",
+        );
         for lib in [second_vec, trailing_bracket, unregistered] {
             let err = check_editable(&lib).unwrap_err().to_string();
             assert_eq!(err.lines().count(), 1, "{err}");

@@ -26,10 +26,18 @@ pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
         Err(error) => {
             println!("reachable: no ({error})");
             ui::info("start it with `cargo xtask db-up`");
-            return Ok(if args.check { ExitCode::FAILURE } else { ExitCode::SUCCESS });
+            return Ok(if args.check {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            });
         }
     }
-    let command: &[&str] = if args.check { &["status", "--check"] } else { &["status"] };
+    let command: &[&str] = if args.check {
+        &["status", "--check"]
+    } else {
+        &["status"]
+    };
     match migration_cli::run(ctx, command) {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(error) => match ChildFailed::exit_code(&error) {

@@ -42,7 +42,11 @@ pub fn ensure_up(ctx: &Ctx, choice: BackendChoice, timeout: Duration) -> Result<
     let started = backend.start(ctx, deadline)?;
     let client = backend::wait_ready(ctx, backend, deadline)?;
     backend::record_backend(&ctx.cfg, selected.kind())?;
-    let how = if started { "started" } else { "already running" };
+    let how = if started {
+        "started"
+    } else {
+        "already running"
+    };
     ui::info(format!(
         "ready: PostgreSQL {} ({how}, {:.2}s)",
         client.server_version(),

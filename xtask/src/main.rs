@@ -60,34 +60,48 @@ enum Command {
     #[command(after_help = "Example:\n  cargo xtask db-up --timeout 120")]
     DbUp(db_up::Args),
     /// Stop PostgreSQL, keeping its data unless --volumes is given.
-    #[command(after_help = "Examples:\n  cargo xtask db-down\n  cargo xtask db-down --volumes   # deletes the data")]
+    #[command(
+        after_help = "Examples:\n  cargo xtask db-down\n  cargo xtask db-down --volumes   # deletes the data"
+    )]
     DbDown(db_down::Args),
     /// Show the backend, whether the server answers, its version, and every migration's status.
-    #[command(after_help = "Examples:\n  cargo xtask db-status\n  cargo xtask db-status --check   # exit 1 when a migration is pending")]
+    #[command(
+        after_help = "Examples:\n  cargo xtask db-status\n  cargo xtask db-status --check   # exit 1 when a migration is pending"
+    )]
     DbStatus(db_status::Args),
     /// Print the server's log.
     #[command(after_help = "Example:\n  cargo xtask db-logs -f")]
     DbLogs(db_logs::Args),
     /// Open psql on the target database (in the container, or with the local client).
-    #[command(after_help = "Examples:\n  cargo xtask db-psql\n  cargo xtask db-psql -- -c 'select count(*) from projects'")]
+    #[command(
+        after_help = "Examples:\n  cargo xtask db-psql\n  cargo xtask db-psql -- -c 'select count(*) from projects'"
+    )]
     DbPsql(db_psql::Args),
     /// Bring PostgreSQL up, then apply pending migrations.
-    #[command(after_help = "Examples:\n  cargo xtask db-migrate\n  cargo xtask db-migrate --steps 1")]
+    #[command(
+        after_help = "Examples:\n  cargo xtask db-migrate\n  cargo xtask db-migrate --steps 1"
+    )]
     DbMigrate(db_migrate::Args),
     /// Roll back the last applied migrations (one by default).
     #[command(after_help = "Example:\n  cargo xtask db-rollback --steps 2")]
     DbRollback(db_rollback::Args),
     /// Drop everything in the database, then migrate from scratch.
-    #[command(after_help = "Examples:\n  cargo xtask db-reset\n  cargo xtask db-reset --force   # required when the host is not local")]
+    #[command(
+        after_help = "Examples:\n  cargo xtask db-reset\n  cargo xtask db-reset --force   # required when the host is not local"
+    )]
     DbReset(db_reset::Args),
     /// Create a new timestamped migration with SeaORM's generator and register it.
     #[command(after_help = "Example:\n  cargo xtask db-revision -m \"Add user table\"")]
     DbRevision(db_revision::Args),
     /// Run the whole test suite, each test on its own migrated database.
-    #[command(after_help = "Examples:\n  cargo xtask db-test\n  cargo xtask db-test -- projects   # arguments go to the test runner")]
+    #[command(
+        after_help = "Examples:\n  cargo xtask db-test\n  cargo xtask db-test -- projects   # arguments go to the test runner"
+    )]
     DbTest(db_test::Args),
     /// Measure per-test databases, local start-up and no-op migrations, and print a table.
-    #[command(after_help = "Examples:\n  cargo xtask bench\n  cargo xtask bench --markdown   # also writes BENCHMARKS.md")]
+    #[command(
+        after_help = "Examples:\n  cargo xtask bench\n  cargo xtask bench --markdown   # also writes BENCHMARKS.md"
+    )]
     Bench(bench::Args),
 }
 
@@ -109,7 +123,12 @@ fn run() -> Result<ExitCode> {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         // A bad value gets one line; usage errors keep clap's usual help.
-        Err(e) if matches!(e.kind(), ErrorKind::ValueValidation | ErrorKind::InvalidValue) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::ValueValidation | ErrorKind::InvalidValue
+            ) =>
+        {
             let text = e.render().to_string();
             eprintln!("{}", text.lines().next().unwrap_or("error: invalid value"));
             return Ok(ExitCode::from(2));
@@ -207,8 +226,15 @@ mod tests {
     fn every_command_has_an_example() {
         use clap::CommandFactory;
         for sub in Cli::command().get_subcommands() {
-            let help = sub.get_after_help().map(|h| h.to_string()).unwrap_or_default();
-            assert!(help.contains("cargo xtask"), "{} has no example", sub.get_name());
+            let help = sub
+                .get_after_help()
+                .map(|h| h.to_string())
+                .unwrap_or_default();
+            assert!(
+                help.contains("cargo xtask"),
+                "{} has no example",
+                sub.get_name()
+            );
         }
     }
 }

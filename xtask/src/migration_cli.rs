@@ -20,7 +20,9 @@ impl std::error::Error for ChildFailed {}
 
 impl ChildFailed {
     pub fn exit_code(error: &anyhow::Error) -> Option<ExitCode> {
-        error.downcast_ref::<ChildFailed>().map(|c| ExitCode::from(c.0))
+        error
+            .downcast_ref::<ChildFailed>()
+            .map(|c| ExitCode::from(c.0))
     }
 }
 
@@ -46,7 +48,9 @@ pub fn run_with_url(ctx: &Ctx, dir: &Path, url: &str, args: &[&str]) -> Result<(
         .ignore_status()
         .quiet();
     ui::debug(format!("$ {} (in {})", cmd, dir.display()));
-    let status = std::process::Command::from(cmd).status().context("cannot run cargo")?;
+    let status = std::process::Command::from(cmd)
+        .status()
+        .context("cannot run cargo")?;
     if status.success() {
         Ok(())
     } else {

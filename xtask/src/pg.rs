@@ -60,11 +60,20 @@ impl fmt::Display for PgError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PgError::Resolve(host) => write!(f, "host {host:?} does not resolve"),
-            PgError::Io(e) if e.kind() == io::ErrorKind::ConnectionRefused => f.write_str("connection refused"),
-            PgError::Io(e) if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => {
+            PgError::Io(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                f.write_str("connection refused")
+            }
+            PgError::Io(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+                ) =>
+            {
                 f.write_str("timed out")
             }
-            PgError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => f.write_str("server closed the connection"),
+            PgError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                f.write_str("server closed the connection")
+            }
             PgError::Io(e) => write!(f, "{e}"),
             PgError::Server { code, message } => write!(f, "{message} (SQLSTATE {code})"),
             PgError::Protocol(what) => write!(f, "protocol error: {what}"),
@@ -123,15 +132,15 @@ impl Client {
         &self.server_version
     }
 
-    pub fn server_major_version(&self) -> Option<u32> {
-        self.server_version.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
-    }
-
     fn startup(&mut self, url: &Url) -> Result<(), PgError> {
         let user = decode(url.username());
         let password = url.password().map(decode).unwrap_or_default();
         let database = decode(url.path().trim_start_matches('/'));
-        let database = if database.is_empty() { user.clone() } else { database };
+        let database = if database.is_empty() {
+            user.clone()
+        } else {
+            database
+        };
 
         let mut out = BytesMut::new();
         frontend::startup_message(
@@ -169,9 +178,16 @@ impl Client {
                     if !offers_scram {
                         return Err(PgError::Protocol("server offers no SCRAM-SHA-256".into()));
                     }
-                    let state = sasl::ScramSha256::new(password.as_bytes(), sasl::ChannelBinding::unsupported());
+                    let state = sasl::ScramSha256::new(
+                        password.as_bytes(),
+                        sasl::ChannelBinding::unsupported(),
+                    );
                     let mut out = BytesMut::new();
-                    frontend::sasl_initial_response(sasl::SCRAM_SHA_256, state.message(), &mut out)?;
+                    frontend::sasl_initial_response(
+                        sasl::SCRAM_SHA_256,
+                        state.message(),
+                        &mut out,
+                    )?;
                     self.send(&out)?;
                     scram = Some(state);
                 }
@@ -198,7 +214,11 @@ impl Client {
                 Message::BackendKeyData(_) | Message::NoticeResponse(_) => {}
                 Message::ErrorResponse(body) => return Err(server_error(body.fields())?),
                 Message::ReadyForQuery(_) => return Ok(()),
-                _ => return Err(PgError::Protocol("unexpected message during startup".into())),
+                _ => {
+                    return Err(PgError::Protocol(
+                        "unexpected message during startup".into(),
+                    ));
+                }
             }
         }
     }
@@ -216,7 +236,9 @@ impl Client {
                     let buffer = body.buffer();
                     let row = body
                         .ranges()
-                        .map(|range| Ok(range.map(|r| String::from_utf8_lossy(&buffer[r]).into_owned())))
+                        .map(|range| {
+                            Ok(range.map(|r| String::from_utf8_lossy(&buffer[r]).into_owned()))
+                        })
                         .collect()?;
                     rows.push(row);
                 }
@@ -229,7 +251,11 @@ impl Client {
 
     /// The first column of the first row, for queries that return one value.
     pub fn query_value(&mut self, sql: &str) -> Result<Option<String>, PgError> {
-        Ok(self.query(sql)?.into_iter().next().and_then(|row| row.into_iter().next().flatten()))
+        Ok(self
+            .query(sql)?
+            .into_iter()
+            .next()
+            .and_then(|row| row.into_iter().next().flatten()))
     }
 
     fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
@@ -276,7 +302,9 @@ fn server_error(
 }
 
 fn decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Quotes an identifier for SQL.
@@ -301,9 +329,15 @@ mod tests {
 
     #[test]
     fn errors_classify() {
-        let auth = PgError::Server { code: "28P01".into(), message: "password authentication failed".into() };
+        let auth = PgError::Server {
+            code: "28P01".into(),
+            message: "password authentication failed".into(),
+        };
         assert!(auth.is_auth_failure() && !auth.is_transient());
-        let starting = PgError::Server { code: "57P03".into(), message: "the database system is starting up".into() };
+        let starting = PgError::Server {
+            code: "57P03".into(),
+            message: "the database system is starting up".into(),
+        };
         assert!(starting.is_transient());
         let refused = PgError::Io(io::ErrorKind::ConnectionRefused.into());
         assert!(refused.is_transient());

@@ -41,25 +41,94 @@ impl Docker {
         let project = project_name(ctx);
         let file = ctx.cfg.root.join("docker-compose.yml");
         let docker = which::which("docker").ok();
+        if let Some(chosen) = ctx.cfg.lookup.value("DOCKER_COMPOSE") {
+            return Docker::chosen(&chosen, docker, project, file);
+        }
         if let Some(docker) = &docker
             && output(cmd!(ctx.sh, "{docker} compose version")).is_ok_and(|o| o.status.success())
         {
-            return Ok(Docker::new(Flavor::DockerPlugin, docker, docker, project, file));
+            return Ok(Docker::new(
+                Flavor::DockerPlugin,
+                docker,
+                docker,
+                project,
+                file,
+            ));
         }
         if let Ok(standalone) = which::which("docker-compose") {
             let engine = docker.clone().unwrap_or_else(|| PathBuf::from("docker"));
-            return Ok(Docker::new(Flavor::Standalone, &standalone, &engine, project, file));
+            return Ok(Docker::new(
+                Flavor::Standalone,
+                &standalone,
+                &engine,
+                project,
+                file,
+            ));
         }
         if let Ok(podman) = which::which("podman") {
             return Ok(Docker::new(Flavor::Podman, &podman, &podman, project, file));
         }
         if docker.is_some() {
-            bail!("docker is installed but compose is not: install the compose plugin (docker compose) or docker-compose");
+            bail!(
+                "docker is installed but compose is not: install the compose plugin (docker compose) or docker-compose"
+            );
         }
         bail!("neither docker nor podman is installed")
     }
 
-    pub fn new(flavor: Flavor, compose_program: &Path, engine_program: &Path, project: String, file: PathBuf) -> Docker {
+    /// `DOCKER_COMPOSE` names the implementation: `docker compose`, `podman compose`, or a path to a standalone binary.
+    fn chosen(
+        chosen: &str,
+        docker: Option<PathBuf>,
+        project: String,
+        file: PathBuf,
+    ) -> Result<Docker> {
+        let engine_of = |name: &str| {
+            which::which(name).with_context(|| {
+                format!("DOCKER_COMPOSE={chosen:?} needs {name}, which is not installed")
+            })
+        };
+        match chosen.split_whitespace().collect::<Vec<_>>().as_slice() {
+            ["docker", "compose"] => {
+                let docker = engine_of("docker")?;
+                Ok(Docker::new(
+                    Flavor::DockerPlugin,
+                    &docker,
+                    &docker,
+                    project,
+                    file,
+                ))
+            }
+            ["podman", "compose"] => {
+                let podman = engine_of("podman")?;
+                Ok(Docker::new(Flavor::Podman, &podman, &podman, project, file))
+            }
+            [program] => {
+                let program = which::which(program).with_context(|| {
+                    format!("DOCKER_COMPOSE={chosen:?} is not an installed program")
+                })?;
+                let engine = docker.unwrap_or_else(|| PathBuf::from("docker"));
+                Ok(Docker::new(
+                    Flavor::Standalone,
+                    &program,
+                    &engine,
+                    project,
+                    file,
+                ))
+            }
+            _ => bail!(
+                "DOCKER_COMPOSE={chosen:?} is not understood: use \"docker compose\", \"podman compose\" or the path of a docker-compose binary"
+            ),
+        }
+    }
+
+    pub fn new(
+        flavor: Flavor,
+        compose_program: &Path,
+        engine_program: &Path,
+        project: String,
+        file: PathBuf,
+    ) -> Docker {
         Docker {
             flavor,
             compose_program: compose_program.to_owned(),
@@ -75,7 +144,12 @@ impl Docker {
             Flavor::DockerPlugin | Flavor::Podman => vec!["compose".into()],
             Flavor::Standalone => vec![],
         };
-        args.extend(["--project-name".into(), self.project.clone().into(), "--file".into(), self.file.clone().into()]);
+        args.extend([
+            "--project-name".into(),
+            self.project.clone().into(),
+            "--file".into(),
+            self.file.clone().into(),
+        ]);
         args.extend(subcommand.iter().map(OsString::from));
         args
     }
@@ -105,13 +179,18 @@ impl Docker {
             return Ok(());
         }
         let why = stderr_line(&info);
-        bail!("the container engine's daemon does not answer ({why}): start Docker (or podman), or use --backend local")
+        bail!(
+            "the container engine's daemon does not answer ({why}): start Docker (or podman), or use --backend local"
+        )
     }
 
     fn ensure_image(&self, ctx: &Ctx) -> Result<()> {
         let engine = &self.engine_program;
         let image = &ctx.cfg.image;
-        if output(cmd!(ctx.sh, "{engine} image inspect {image}"))?.status.success() {
+        if output(cmd!(ctx.sh, "{engine} image inspect {image}"))?
+            .status
+            .success()
+        {
             return Ok(());
         }
         ui::info(format!("pulling {image}…"));
@@ -128,7 +207,9 @@ impl Docker {
                 if status.success() {
                     return Ok(());
                 }
-                let out = child.wait_with_output().context("cannot read the image pull's output")?;
+                let out = child
+                    .wait_with_output()
+                    .context("cannot read the image pull's output")?;
                 bail!(
                     "image {image} is not present and cannot be pulled ({}): pull it while online, set POSTGRES_IMAGE to a local image, or use --backend local",
                     stderr_line(&out)
@@ -136,7 +217,9 @@ impl Docker {
             }
             if Instant::now() >= deadline {
                 let _ = child.kill();
-                bail!("pulling image {image} timed out: pull it while online, set POSTGRES_IMAGE to a local image, or use --backend local");
+                bail!(
+                    "pulling image {image} timed out: pull it while online, set POSTGRES_IMAGE to a local image, or use --backend local"
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -176,7 +259,9 @@ impl Docker {
                 _ => {}
             }
             if Instant::now() >= deadline {
-                bail!("the postgres container was not healthy in time (state {status} {health}): see `cargo xtask db-logs`, or raise --timeout");
+                bail!(
+                    "the postgres container was not healthy in time (state {status} {health}): see `cargo xtask db-logs`, or raise --timeout"
+                );
             }
             spinner.tick(&format!("{status} {health}"));
             std::thread::sleep(Duration::from_millis(100));
@@ -212,17 +297,24 @@ impl Backend for Docker {
             if all.contains("port is already allocated") || all.contains("address already in use") {
                 return Err(port_taken_error(ctx.cfg.port));
             }
-            bail!("compose could not start the postgres service: {}", stderr_line(&up));
+            bail!(
+                "compose could not start the postgres service: {}",
+                stderr_line(&up)
+            );
         }
-        let id = self
-            .container_id(ctx)?
-            .context("compose reported success but no postgres container exists: see `cargo xtask db-logs`")?;
+        let id = self.container_id(ctx)?.context(
+            "compose reported success but no postgres container exists: see `cargo xtask db-logs`",
+        )?;
         self.wait_healthy(ctx, &id, deadline)?;
         Ok(true)
     }
 
     fn stop(&self, ctx: &Ctx, delete_data: bool) -> Result<()> {
-        let args: &[&str] = if delete_data { &["down", "--volumes"] } else { &["down"] };
+        let args: &[&str] = if delete_data {
+            &["down", "--volumes"]
+        } else {
+            &["down"]
+        };
         let out = output(self.compose(ctx, args))?;
         if !out.status.success() {
             bail!("compose down failed: {}", stderr_line(&out));
@@ -231,11 +323,24 @@ impl Backend for Docker {
     }
 
     fn logs(&self, ctx: &Ctx, follow: bool) -> Result<()> {
-        let args: &[&str] = if follow { &["logs", "--follow", SERVICE] } else { &["logs", SERVICE] };
-        self.compose(ctx, args).quiet().run().context("compose logs failed")
+        let args: &[&str] = if follow {
+            &["logs", "--follow", SERVICE]
+        } else {
+            &["logs", SERVICE]
+        };
+        self.compose(ctx, args)
+            .quiet()
+            .run()
+            .context("compose logs failed")
     }
 
-    fn run_client(&self, ctx: &Ctx, program: &str, args: &[String], interactive: bool) -> Result<()> {
+    fn run_client(
+        &self,
+        ctx: &Ctx,
+        program: &str,
+        args: &[String],
+        interactive: bool,
+    ) -> Result<()> {
         if self.is_running(ctx)?.is_none() {
             bail!("the postgres container is not running: start it with `cargo xtask db-up`");
         }
@@ -244,7 +349,16 @@ impl Backend for Docker {
         if !interactive {
             exec.push("-T");
         }
-        exec.extend(["--env", "PGPASSWORD", SERVICE, program, "--username", &cfg.user, "--dbname", &cfg.database]);
+        exec.extend([
+            "--env",
+            "PGPASSWORD",
+            SERVICE,
+            program,
+            "--username",
+            &cfg.user,
+            "--dbname",
+            &cfg.database,
+        ]);
         // The password reaches the container through the environment, never the command line.
         self.compose(ctx, &exec)
             .env("PGPASSWORD", &cfg.password)
@@ -260,14 +374,29 @@ fn project_name(ctx: &Ctx) -> String {
     if let Some(name) = ctx.cfg.lookup.value("COMPOSE_PROJECT_NAME") {
         return name;
     }
-    let dir = ctx.cfg.root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let dir = ctx
+        .cfg
+        .root
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let name: String = dir
         .to_lowercase()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     let name = name.trim_matches('-');
-    if name.is_empty() { "dbops".to_owned() } else { format!("{name}-db") }
+    if name.is_empty() {
+        "dbops".to_owned()
+    } else {
+        format!("{name}-db")
+    }
 }
 
 #[cfg(test)]
@@ -287,12 +416,31 @@ mod tests {
             (Flavor::Podman, "/usr/bin/podman", vec!["compose"]),
         ];
         for (flavor, program, prefix) in cases {
-            let docker = Docker::new(flavor, Path::new(program), Path::new("/usr/bin/docker"), "p-db".into(), file.clone());
+            let docker = Docker::new(
+                flavor,
+                Path::new(program),
+                Path::new("/usr/bin/docker"),
+                "p-db".into(),
+                file.clone(),
+            );
             let mut expected: Vec<String> = prefix.into_iter().map(String::from).collect();
             expected.extend(
-                ["--project-name", "p-db", "--file", "/p/docker-compose.yml", "up", "--detach", "postgres"].map(String::from),
+                [
+                    "--project-name",
+                    "p-db",
+                    "--file",
+                    "/p/docker-compose.yml",
+                    "up",
+                    "--detach",
+                    "postgres",
+                ]
+                .map(String::from),
             );
-            assert_eq!(strings(docker.compose_args(&["up", "--detach", "postgres"])), expected, "{flavor:?}");
+            assert_eq!(
+                strings(docker.compose_args(&["up", "--detach", "postgres"])),
+                expected,
+                "{flavor:?}"
+            );
         }
     }
 }

@@ -32,7 +32,13 @@ impl Backend for External {
         )
     }
 
-    fn run_client(&self, ctx: &Ctx, program: &str, args: &[String], _interactive: bool) -> Result<()> {
+    fn run_client(
+        &self,
+        ctx: &Ctx,
+        program: &str,
+        args: &[String],
+        _interactive: bool,
+    ) -> Result<()> {
         let client = which::which(program).with_context(|| {
             format!("{program} is not installed: install the PostgreSQL client (apt install postgresql-client, brew install libpq)")
         })?;

@@ -12,7 +12,10 @@ use std::{
 use anyhow::{Context, Result, bail};
 use xshell::cmd;
 
-use super::{Backend, BackendKind, Ctx, create_database_via_sql, is_executable, output, port_is_taken, port_taken_error};
+use super::{
+    Backend, BackendKind, Ctx, create_database_via_sql, is_executable, output, port_is_taken,
+    port_taken_error,
+};
 use crate::ui;
 
 /// The major version the project targets; other versions work but earn a warning.
@@ -34,13 +37,17 @@ struct UnprivilegedUser {
 
 /// Finds the server binaries: `PG_BIN`, then `pg_config --bindir`, then `PATH`, then `/usr/lib/postgresql/<highest>/bin`.
 pub fn find_bin_dir(ctx: &Ctx) -> Result<PathBuf> {
-    let has_server = |dir: &Path| is_executable(&dir.join("initdb")) && is_executable(&dir.join("pg_ctl"));
+    let has_server =
+        |dir: &Path| is_executable(&dir.join("initdb")) && is_executable(&dir.join("pg_ctl"));
     if let Some(dir) = ctx.cfg.lookup.value("PG_BIN") {
         let dir = PathBuf::from(dir);
         if has_server(&dir) {
             return Ok(dir);
         }
-        bail!("PG_BIN={} holds no initdb and pg_ctl: point it at the PostgreSQL bin directory", dir.display());
+        bail!(
+            "PG_BIN={} holds no initdb and pg_ctl: point it at the PostgreSQL bin directory",
+            dir.display()
+        );
     }
     if let Ok(pg_config) = which::which("pg_config")
         && let Ok(out) = output(cmd!(ctx.sh, "{pg_config} --bindir"))
@@ -76,7 +83,11 @@ pub fn find_bin_dir(ctx: &Ctx) -> Result<PathBuf> {
 impl Local {
     pub fn new(ctx: &Ctx) -> Result<Local> {
         let bin_dir = find_bin_dir(ctx).context("the local backend needs the PostgreSQL server binaries: install them (apt install postgresql, brew install postgresql@16) or set PG_BIN")?;
-        let run_as = if is_root(ctx)? { Some(unprivileged_user(ctx)?) } else { None };
+        let run_as = if is_root(ctx)? {
+            Some(unprivileged_user(ctx)?)
+        } else {
+            None
+        };
         Ok(Local {
             bin_dir,
             dir: ctx.cfg.state_dir.join("local"),
@@ -121,7 +132,11 @@ impl Local {
         if !data.join("PG_VERSION").exists() {
             return Ok(false);
         }
-        let status = output(self.server_cmd(ctx, "pg_ctl").args(["status", "--pgdata"]).arg(&data))?;
+        let status = output(
+            self.server_cmd(ctx, "pg_ctl")
+                .args(["status", "--pgdata"])
+                .arg(&data),
+        )?;
         Ok(status.status.success())
     }
 
@@ -130,13 +145,18 @@ impl Local {
         if data.join("PG_VERSION").exists() {
             return Ok(false);
         }
-        if data.exists() && fs::read_dir(&data).map(|mut d| d.next().is_some()).unwrap_or(true) {
+        if data.exists()
+            && fs::read_dir(&data)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(true)
+        {
             bail!(
                 "{} exists but is not a PostgreSQL cluster (no PG_VERSION): move it away, or set DB_STATE_DIR to another directory",
                 data.display()
             );
         }
-        fs::create_dir_all(&self.dir).with_context(|| format!("cannot create {}", self.dir.display()))?;
+        fs::create_dir_all(&self.dir)
+            .with_context(|| format!("cannot create {}", self.dir.display()))?;
         self.give_to_server_user(&self.dir)?;
         if let Some(user) = &self.run_as {
             let dir = &self.dir;
@@ -159,8 +179,11 @@ impl Local {
             .prefix(".pwfile")
             .tempfile_in(&self.dir)
             .context("cannot create the initdb password file")?;
-        writeln!(pwfile, "{}", ctx.cfg.password).context("cannot write the initdb password file")?;
-        pwfile.flush().context("cannot write the initdb password file")?;
+        writeln!(pwfile, "{}", ctx.cfg.password)
+            .context("cannot write the initdb password file")?;
+        pwfile
+            .flush()
+            .context("cannot write the initdb password file")?;
         self.give_to_server_user(pwfile.path())?;
 
         let user = &ctx.cfg.user;
@@ -169,7 +192,14 @@ impl Local {
             self.server_cmd(ctx, "initdb")
                 .args(["--pgdata"])
                 .arg(&data)
-                .args(["--username", user, "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C", "--no-sync"])
+                .args([
+                    "--username",
+                    user,
+                    "--auth=scram-sha-256",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                ])
                 .arg(pwfile_arg),
         )?;
         if !init.status.success() {
@@ -183,21 +213,29 @@ impl Local {
     /// Removes a `postmaster.pid` whose process is gone or is no longer PostgreSQL, as after a crash.
     fn clear_stale_pid(&self, ctx: &Ctx) -> Result<()> {
         let pid_file = self.data_dir().join("postmaster.pid");
-        let Ok(text) = fs::read_to_string(&pid_file) else { return Ok(()) };
+        let Ok(text) = fs::read_to_string(&pid_file) else {
+            return Ok(());
+        };
         let pid = text.lines().next().unwrap_or("").trim().to_owned();
         let comm = output(cmd!(ctx.sh, "ps -o comm= -p {pid}"))?;
         let command = String::from_utf8_lossy(&comm.stdout);
-        if comm.status.success() && (command.contains("postgres") || command.contains("postmaster")) {
+        if comm.status.success() && (command.contains("postgres") || command.contains("postmaster"))
+        {
             return Ok(());
         }
-        fs::remove_file(&pid_file).with_context(|| format!("cannot remove stale {}", pid_file.display()))?;
-        ui::warn(format!("removed a stale postmaster.pid (process {pid} is not running PostgreSQL)"));
+        fs::remove_file(&pid_file)
+            .with_context(|| format!("cannot remove stale {}", pid_file.display()))?;
+        ui::warn(format!(
+            "removed a stale postmaster.pid (process {pid} is not running PostgreSQL)"
+        ));
         Ok(())
     }
 
     fn warn_on_version(&self, ctx: &Ctx) {
         let pg_ctl = self.bin("pg_ctl");
-        let Ok(out) = output(cmd!(ctx.sh, "{pg_ctl} --version")) else { return };
+        let Ok(out) = output(cmd!(ctx.sh, "{pg_ctl} --version")) else {
+            return;
+        };
         let text = String::from_utf8_lossy(&out.stdout);
         let major = text
             .split_whitespace()
@@ -234,7 +272,11 @@ impl Backend for Local {
             ctx.cfg.port,
             data.display()
         );
-        let wait_secs = deadline.saturating_duration_since(Instant::now()).as_secs().max(1).to_string();
+        let wait_secs = deadline
+            .saturating_duration_since(Instant::now())
+            .as_secs()
+            .max(1)
+            .to_string();
         let started = output(
             self.server_cmd(ctx, "pg_ctl")
                 .args(["start", "--wait", "--timeout", &wait_secs, "--pgdata"])
@@ -254,7 +296,10 @@ impl Backend for Local {
                 .find(|l| l.contains("FATAL") || l.contains("ERROR"))
                 .map(|l| l.trim().to_owned())
                 .unwrap_or_else(|| super::stderr_line(&started));
-            bail!("pg_ctl could not start the local cluster: {last} (log: {})", log.display());
+            bail!(
+                "pg_ctl could not start the local cluster: {last} (log: {})",
+                log.display()
+            );
         }
         Ok(true)
     }
@@ -268,11 +313,15 @@ impl Backend for Local {
                     .arg(&data),
             )?;
             if !stopped.status.success() {
-                bail!("pg_ctl could not stop the local cluster: {}", super::stderr_line(&stopped));
+                bail!(
+                    "pg_ctl could not stop the local cluster: {}",
+                    super::stderr_line(&stopped)
+                );
             }
         }
         if delete_data && self.dir.exists() {
-            fs::remove_dir_all(&self.dir).with_context(|| format!("cannot delete {}", self.dir.display()))?;
+            fs::remove_dir_all(&self.dir)
+                .with_context(|| format!("cannot delete {}", self.dir.display()))?;
         }
         Ok(())
     }
@@ -280,20 +329,37 @@ impl Backend for Local {
     fn logs(&self, ctx: &Ctx, follow: bool) -> Result<()> {
         let log = self.log_file();
         if !log.exists() {
-            bail!("no log yet at {}: start the server with `cargo xtask db-up`", log.display());
+            bail!(
+                "no log yet at {}: start the server with `cargo xtask db-up`",
+                log.display()
+            );
         }
         if follow {
-            cmd!(ctx.sh, "tail -n 50 -F {log}").quiet().run().context("tail failed")
+            cmd!(ctx.sh, "tail -n 50 -F {log}")
+                .quiet()
+                .run()
+                .context("tail failed")
         } else {
-            let text = fs::read_to_string(&log).with_context(|| format!("cannot read {}", log.display()))?;
+            let text = fs::read_to_string(&log)
+                .with_context(|| format!("cannot read {}", log.display()))?;
             print!("{text}");
             Ok(())
         }
     }
 
-    fn run_client(&self, ctx: &Ctx, program: &str, args: &[String], _interactive: bool) -> Result<()> {
+    fn run_client(
+        &self,
+        ctx: &Ctx,
+        program: &str,
+        args: &[String],
+        _interactive: bool,
+    ) -> Result<()> {
         let client = self.bin(program);
-        let client = if is_executable(&client) { client } else { which::which(program).with_context(|| format!("{program} is not installed"))? };
+        let client = if is_executable(&client) {
+            client
+        } else {
+            which::which(program).with_context(|| format!("{program} is not installed"))?
+        };
         client_env(ctx, ctx.sh.cmd(client))
             .args(args)
             .quiet()
@@ -309,11 +375,14 @@ impl Backend for Local {
 /// Connection settings for libpq clients; the password travels in the environment, not in argv.
 pub fn client_env<'a>(ctx: &Ctx, cmd: xshell::Cmd<'a>) -> xshell::Cmd<'a> {
     let cfg = &ctx.cfg;
-    cmd.env("PGHOST", cfg.host().trim_start_matches('[').trim_end_matches(']'))
-        .env("PGPORT", cfg.port.to_string())
-        .env("PGUSER", &cfg.user)
-        .env("PGPASSWORD", &cfg.password)
-        .env("PGDATABASE", &cfg.database)
+    cmd.env(
+        "PGHOST",
+        cfg.host().trim_start_matches('[').trim_end_matches(']'),
+    )
+    .env("PGPORT", cfg.port.to_string())
+    .env("PGUSER", &cfg.user)
+    .env("PGPASSWORD", &cfg.password)
+    .env("PGDATABASE", &cfg.database)
 }
 
 fn is_root(ctx: &Ctx) -> Result<bool> {
@@ -322,7 +391,11 @@ fn is_root(ctx: &Ctx) -> Result<bool> {
 }
 
 fn unprivileged_user(ctx: &Ctx) -> Result<UnprivilegedUser> {
-    let name = ctx.cfg.lookup.value("DB_LOCAL_USER").unwrap_or_else(|| "postgres".to_owned());
+    let name = ctx
+        .cfg
+        .lookup
+        .value("DB_LOCAL_USER")
+        .unwrap_or_else(|| "postgres".to_owned());
     let id = |flag: &str| -> Option<u32> {
         let out = output(cmd!(ctx.sh, "id {flag} {name}")).ok()?;
         String::from_utf8_lossy(&out.stdout).trim().parse().ok()
@@ -330,7 +403,9 @@ fn unprivileged_user(ctx: &Ctx) -> Result<UnprivilegedUser> {
     match (id("-u"), id("-g")) {
         (Some(uid), Some(gid)) if uid != 0 => {
             if which::which("runuser").is_err() {
-                bail!("running as root needs runuser (util-linux) to start the server as {name}: install util-linux, or run as a normal user");
+                bail!(
+                    "running as root needs runuser (util-linux) to start the server as {name}: install util-linux, or run as a normal user"
+                );
             }
             Ok(UnprivilegedUser { name, uid, gid })
         }

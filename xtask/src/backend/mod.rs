@@ -84,7 +84,13 @@ pub trait Backend {
     fn logs(&self, ctx: &Ctx, follow: bool) -> Result<()>;
 
     /// Runs a PostgreSQL client program (`psql`, `pg_dump`) against the target database.
-    fn run_client(&self, ctx: &Ctx, program: &str, args: &[String], interactive: bool) -> Result<()>;
+    fn run_client(
+        &self,
+        ctx: &Ctx,
+        program: &str,
+        args: &[String],
+        interactive: bool,
+    ) -> Result<()>;
 
     /// Called when the target database does not exist on a running server.
     fn create_database(&self, ctx: &Ctx) -> Result<()> {
@@ -135,7 +141,11 @@ pub fn decide(choice: BackendChoice, cfg: &Config, probe: &dyn Probe) -> Result<
         reason: format!("chosen by {how}"),
         warning: None,
     };
-    let how = if cfg.lookup.value("DB_BACKEND").is_some() { "DB_BACKEND" } else { "--backend" };
+    let how = if cfg.lookup.value("DB_BACKEND").is_some() {
+        "DB_BACKEND"
+    } else {
+        "--backend"
+    };
     match choice {
         BackendChoice::Docker => return Ok(explicit(BackendKind::Docker, how)),
         BackendChoice::Local => return Ok(explicit(BackendKind::Local, how)),
@@ -145,7 +155,10 @@ pub fn decide(choice: BackendChoice, cfg: &Config, probe: &dyn Probe) -> Result<
     if !cfg.host_is_local() {
         return Ok(Decision {
             kind: BackendKind::External,
-            reason: format!("auto: DATABASE_URL points at the non-local host {:?}", cfg.host()),
+            reason: format!(
+                "auto: DATABASE_URL points at the non-local host {:?}",
+                cfg.host()
+            ),
             warning: None,
         });
     }
@@ -186,7 +199,9 @@ pub fn decide(choice: BackendChoice, cfg: &Config, probe: &dyn Probe) -> Result<
         Ok(()) => Ok(Decision {
             kind: BackendKind::Local,
             reason: "auto: no usable container engine, PostgreSQL binaries found".into(),
-            warning: Some(format!("docker is not usable ({docker_problem}); falling back to a local cluster")),
+            warning: Some(format!(
+                "docker is not usable ({docker_problem}); falling back to a local cluster"
+            )),
         }),
         Err(local_problem) => bail!(
             "no PostgreSQL to run: docker is not usable ({docker_problem}) and {local_problem}; install and start Docker, install the PostgreSQL server binaries (apt install postgresql, brew install postgresql@16), or set DATABASE_URL and pass --backend external"
@@ -204,11 +219,15 @@ impl Probe for MachineProbe<'_> {
     }
 
     fn docker(&self) -> Result<(), String> {
-        Docker::detect(self.ctx).and_then(|d| d.check_usable(self.ctx)).map_err(|e| format!("{e:#}"))
+        Docker::detect(self.ctx)
+            .and_then(|d| d.check_usable(self.ctx))
+            .map_err(|e| format!("{e:#}"))
     }
 
     fn local(&self) -> Result<(), String> {
-        local::find_bin_dir(self.ctx).map(|_| ()).map_err(|e| format!("{e:#}"))
+        local::find_bin_dir(self.ctx)
+            .map(|_| ())
+            .map_err(|e| format!("{e:#}"))
     }
 }
 
@@ -242,14 +261,16 @@ pub fn record_backend(cfg: &Config, kind: BackendKind) -> Result<()> {
     if kind == BackendKind::External {
         return Ok(());
     }
-    fs::create_dir_all(&cfg.state_dir).with_context(|| format!("cannot create {}", cfg.state_dir.display()))?;
+    fs::create_dir_all(&cfg.state_dir)
+        .with_context(|| format!("cannot create {}", cfg.state_dir.display()))?;
     fs::write(marker_path(cfg), format!("{kind}\n"))
         .with_context(|| format!("cannot write {}", marker_path(cfg).display()))
 }
 
 pub fn forget_backend(cfg: &Config, kind: BackendKind) -> Result<()> {
     if recorded_backend(cfg) == Some(kind) {
-        fs::remove_file(marker_path(cfg)).with_context(|| format!("cannot remove {}", marker_path(cfg).display()))?;
+        fs::remove_file(marker_path(cfg))
+            .with_context(|| format!("cannot remove {}", marker_path(cfg).display()))?;
     }
     Ok(())
 }
@@ -302,8 +323,12 @@ pub fn wait_ready(ctx: &Ctx, backend: &dyn Backend, deadline: Instant) -> Result
 /// Creates the configured database through the maintenance database `postgres`.
 pub fn create_database_via_sql(ctx: &Ctx) -> Result<()> {
     let admin_url = ctx.cfg.url_for_database("postgres");
-    let mut client = Client::connect(&admin_url, Duration::from_secs(5))
-        .with_context(|| format!("cannot connect to {}", crate::config::redact_url(&admin_url)))?;
+    let mut client = Client::connect(&admin_url, Duration::from_secs(5)).with_context(|| {
+        format!(
+            "cannot connect to {}",
+            crate::config::redact_url(&admin_url)
+        )
+    })?;
     let exists = client
         .query_value(&format!(
             "SELECT 1 FROM pg_database WHERE datname = {}",
@@ -340,13 +365,19 @@ pub fn output(cmd: xshell::Cmd<'_>) -> Result<std::process::Output> {
 
 pub fn stderr_line(output: &std::process::Output) -> String {
     let text = String::from_utf8_lossy(&output.stderr);
-    let line = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
     crate::config::redact_text(line)
 }
 
 pub fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 #[cfg(test)]
@@ -378,18 +409,47 @@ mod tests {
     const DOWN: Result<(), &str> = Err("daemon not running");
     const NO_BINS: Result<(), &str> = Err("no PostgreSQL binaries");
 
+    /// (process environment, recorded backend, docker probe, local probe) => expected kind, or `None` for an error.
+    type Row = (
+        &'static [(&'static str, &'static str)],
+        Option<BackendKind>,
+        Result<(), &'static str>,
+        Result<(), &'static str>,
+        Option<BackendKind>,
+    );
+
     #[test]
     fn auto_choice_table() {
         use BackendKind::*;
-        // (process env, recorded, docker, local) => expected kind, or None for an error
-        let table: &[(&[(&str, &str)], Option<BackendKind>, Result<(), &str>, Result<(), &str>, Option<BackendKind>)] = &[
+        let table: &[Row] = &[
             (&[], None, UP, UP, Some(Docker)),
             (&[], None, DOWN, UP, Some(Local)),
             (&[], None, DOWN, NO_BINS, None),
-            (&[("CI", "true"), ("DATABASE_URL", "postgres://t:t@localhost:5432/t")], None, UP, UP, Some(External)),
+            (
+                &[
+                    ("CI", "true"),
+                    ("DATABASE_URL", "postgres://t:t@localhost:5432/t"),
+                ],
+                None,
+                UP,
+                UP,
+                Some(External),
+            ),
             (&[("CI", "true")], None, DOWN, UP, Some(Local)),
-            (&[("DATABASE_URL", "postgres://t:t@db.example.com/t")], None, UP, UP, Some(External)),
-            (&[("DATABASE_URL", "postgres://t:t@localhost:5432/t")], None, UP, UP, Some(Docker)),
+            (
+                &[("DATABASE_URL", "postgres://t:t@db.example.com/t")],
+                None,
+                UP,
+                UP,
+                Some(External),
+            ),
+            (
+                &[("DATABASE_URL", "postgres://t:t@localhost:5432/t")],
+                None,
+                UP,
+                UP,
+                Some(Docker),
+            ),
             (&[], Some(Local), UP, UP, Some(Local)),
             (&[], Some(Docker), UP, UP, Some(Docker)),
             (&[], Some(Docker), DOWN, UP, None),
@@ -397,15 +457,26 @@ mod tests {
         ];
         for (i, (env, recorded, docker, local, expected)) in table.iter().enumerate() {
             let cfg = Config::from_lookup(Path::new("/p"), Lookup::from_maps(env, &[])).unwrap();
-            let probe = FakeProbe { recorded: *recorded, docker: *docker, local: *local };
+            let probe = FakeProbe {
+                recorded: *recorded,
+                docker: *docker,
+                local: *local,
+            };
             let got = decide(BackendChoice::Auto, &cfg, &probe);
             match (expected, got) {
                 (Some(kind), Ok(decision)) => {
                     assert_eq!(decision.kind, *kind, "row {i}");
-                    assert!(decision.reason.starts_with("auto: "), "row {i}: {}", decision.reason);
+                    assert!(
+                        decision.reason.starts_with("auto: "),
+                        "row {i}: {}",
+                        decision.reason
+                    );
                 }
                 (None, Err(e)) => assert_eq!(e.to_string().lines().count(), 1, "row {i}"),
-                (expected, got) => panic!("row {i}: expected {expected:?}, got {:?}", got.map(|d| d.kind)),
+                (expected, got) => panic!(
+                    "row {i}: expected {expected:?}, got {:?}",
+                    got.map(|d| d.kind)
+                ),
             }
         }
     }
@@ -413,7 +484,11 @@ mod tests {
     #[test]
     fn fallback_to_local_warns() {
         let cfg = Config::from_lookup(Path::new("/p"), Lookup::from_maps(&[], &[])).unwrap();
-        let probe = FakeProbe { recorded: None, docker: DOWN, local: UP };
+        let probe = FakeProbe {
+            recorded: None,
+            docker: DOWN,
+            local: UP,
+        };
         let decision = decide(BackendChoice::Auto, &cfg, &probe).unwrap();
         assert!(decision.warning.unwrap().contains("daemon not running"));
     }
@@ -421,7 +496,11 @@ mod tests {
     #[test]
     fn explicit_choice_needs_no_probe() {
         let cfg = Config::from_lookup(Path::new("/p"), Lookup::from_maps(&[], &[])).unwrap();
-        let probe = FakeProbe { recorded: Some(BackendKind::Docker), docker: DOWN, local: NO_BINS };
+        let probe = FakeProbe {
+            recorded: Some(BackendKind::Docker),
+            docker: DOWN,
+            local: NO_BINS,
+        };
         let decision = decide(BackendChoice::Local, &cfg, &probe).unwrap();
         assert_eq!(decision.kind, BackendKind::Local);
         assert_eq!(decision.reason, "chosen by --backend");
@@ -430,8 +509,14 @@ mod tests {
     #[test]
     fn no_way_out_names_all_ways_out() {
         let cfg = Config::from_lookup(Path::new("/p"), Lookup::from_maps(&[], &[])).unwrap();
-        let probe = FakeProbe { recorded: None, docker: DOWN, local: NO_BINS };
-        let err = decide(BackendChoice::Auto, &cfg, &probe).unwrap_err().to_string();
+        let probe = FakeProbe {
+            recorded: None,
+            docker: DOWN,
+            local: NO_BINS,
+        };
+        let err = decide(BackendChoice::Auto, &cfg, &probe)
+            .unwrap_err()
+            .to_string();
         for way_out in ["Docker", "PostgreSQL server binaries", "--backend external"] {
             assert!(err.contains(way_out), "{err}");
         }

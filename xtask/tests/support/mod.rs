@@ -1,0 +1,236 @@
+//! Runs the built `xtask` binary against an isolated project state: its own directory, port and settings.
+
+#![allow(dead_code)] // each test file uses a different part
+
+use std::{
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+pub const PASSWORD: &str = "test-secret-pw";
+
+pub struct Project {
+    pub port: u16,
+    state: tempfile::TempDir,
+    env: Vec<(String, String)>,
+    /// Only the original tears its cluster down; copies made by `with_env` share it.
+    owner: bool,
+}
+
+impl Project {
+    /// A project on the local backend, or `None` (after printing why) where PostgreSQL is missing.
+    pub fn local() -> Option<Project> {
+        if !local_binaries_or_skip() {
+            return None;
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        Project::local_on_port(port)
+    }
+
+    pub fn local_on_port(port: u16) -> Option<Project> {
+        let state = tempfile::Builder::new()
+            .prefix("xtask-test-")
+            .tempdir()
+            .ok()?;
+        // The server may run as an unprivileged user, which must reach the directory.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(state.path(), std::fs::Permissions::from_mode(0o755)).ok()?;
+        let env = vec![
+            ("DB_BACKEND".into(), "local".into()),
+            ("DB_STATE_DIR".into(), state.path().display().to_string()),
+            (
+                "DATABASE_URL".into(),
+                format!("postgres://app:{PASSWORD}@127.0.0.1:{port}/app"),
+            ),
+        ];
+        Some(Project {
+            port,
+            state,
+            env,
+            owner: true,
+        })
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        self.state.path()
+    }
+
+    pub fn with_env(&self, key: &str, value: &str) -> Project {
+        let mut env: Vec<_> = self.env.iter().filter(|(k, _)| k != key).cloned().collect();
+        env.push((key.into(), value.into()));
+        Project {
+            port: self.port,
+            state: tempfile::Builder::new()
+                .prefix("xtask-unused-")
+                .tempdir()
+                .unwrap(),
+            env: env
+                .into_iter()
+                .map(|(k, v)| {
+                    if k == "DB_STATE_DIR" {
+                        (k, self.state_dir().display().to_string())
+                    } else {
+                        (k, v)
+                    }
+                })
+                .collect(),
+            owner: false,
+        }
+    }
+
+    pub fn with_password(&self, password: &str) -> Project {
+        self.with_env(
+            "DATABASE_URL",
+            &format!("postgres://app:{password}@127.0.0.1:{}/app", self.port),
+        )
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+        cmd.args(args);
+        for key in [
+            "CI",
+            "POSTGRES_USER",
+            "POSTGRES_PASSWORD",
+            "POSTGRES_DB",
+            "POSTGRES_PORT",
+            "PG_BIN",
+        ] {
+            cmd.env_remove(key);
+        }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd
+    }
+
+    pub fn xtask(&self, args: &[&str]) -> Run {
+        Run::from(self.command(args).output().expect("xtask runs"))
+    }
+
+    pub fn psql(&self, sql: &str) -> Run {
+        self.xtask(&[
+            "db-psql",
+            "--",
+            "--no-psqlrc",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-At",
+            "-c",
+            sql,
+        ])
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        if self.owner {
+            let _ = self.command(&["db-down", "--volumes", "-q"]).output();
+        }
+    }
+}
+
+pub struct Run {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(output: Output) -> Run {
+        Run {
+            status: output.status,
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    pub fn success(&self) -> bool {
+        self.status.success()
+    }
+
+    pub fn all(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+
+    #[track_caller]
+    pub fn assert_success(&self) {
+        assert!(
+            self.success(),
+            "xtask failed ({}):\n{}",
+            self.status,
+            self.all()
+        );
+    }
+
+    /// Fails unless the run failed with exactly one `error:` line containing `needle`, and no panic.
+    #[track_caller]
+    pub fn assert_one_line_error(&self, needle: &str) {
+        assert!(
+            !self.success(),
+            "expected a failure, got success:\n{}",
+            self.all()
+        );
+        let errors: Vec<&str> = self
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("error"))
+            .collect();
+        assert_eq!(errors.len(), 1, "expected one error line:\n{}", self.stderr);
+        assert!(
+            errors[0].contains(needle),
+            "expected {needle:?} in {:?}",
+            errors[0]
+        );
+        assert!(
+            !self.stderr.contains("panicked") && !self.stderr.contains("Backtrace"),
+            "{}",
+            self.stderr
+        );
+        assert!(
+            !self.all().contains(PASSWORD) && !self.all().contains("hunter2"),
+            "password printed:\n{}",
+            self.all()
+        );
+    }
+}
+
+/// True when the PostgreSQL server binaries are installed; prints why a test skips otherwise.
+pub fn local_binaries_or_skip() -> bool {
+    let found = which_initdb().is_some();
+    if !found {
+        eprintln!(
+            "SKIPPED: no PostgreSQL server binaries (initdb) on this machine; install postgresql to run the local-backend tests"
+        );
+    }
+    found
+}
+
+fn which_initdb() -> Option<PathBuf> {
+    let candidates = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default();
+    candidates
+        .into_iter()
+        .chain(
+            std::fs::read_dir("/usr/lib/postgresql")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path().join("bin")),
+        )
+        .map(|dir| dir.join("initdb"))
+        .find(|p| p.exists())
+}
+
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
