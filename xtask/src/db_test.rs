@@ -1,18 +1,79 @@
 //! `cargo xtask db-test`: the whole test suite, each test on its own database cloned from a migrated template.
 
-use std::process::ExitCode;
+use std::{process::ExitCode, time::Duration};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result};
 
-use crate::backend::{BackendChoice, Ctx};
+use crate::{
+    backend::{BackendChoice, Ctx},
+    db_up::ensure_up,
+    migration_cli::cargo,
+    ui,
+};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Arguments for the test runner, after `--`.
+    /// How long to wait for the server, in seconds.
+    #[arg(long, default_value = "60", value_parser = crate::parse_seconds, value_name = "SECONDS")]
+    pub timeout: Duration,
+
+    /// Arguments for the test runner (cargo nextest run, or cargo test), after `--`.
     #[arg(last = true)]
     pub runner_args: Vec<String>,
 }
 
-pub fn run(_ctx: &Ctx, _choice: BackendChoice, _args: Args) -> Result<ExitCode> {
-    bail!("db-test is not available yet")
+pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
+    ensure_up(ctx, choice, args.timeout)?;
+    let nextest = has_nextest(ctx);
+    let runner = if nextest { "cargo nextest run" } else { "cargo test (cargo-nextest is not installed)" };
+
+    ui::info("building the workspace's tests");
+    let build: &[&str] = if nextest { &["nextest", "run", "--workspace", "--no-run"] } else { &["test", "--workspace", "--no-run"] };
+    if !cargo_status(ctx, build)?.success() {
+        return Ok(ExitCode::FAILURE);
+    }
+
+    ui::info("preparing the template database");
+    if !cargo_status(ctx, &["run", "--quiet", "--package", "db", "--bin", "testdb", "--", "prepare"])?.success() {
+        return Ok(ExitCode::FAILURE);
+    }
+
+    ui::info(format!("running the suite with {runner}"));
+    let mut suite: Vec<&str> = if nextest { vec!["nextest", "run", "--workspace"] } else { vec!["test", "--workspace"] };
+    suite.extend(args.runner_args.iter().map(String::as_str));
+    let mut status = cargo_status(ctx, &suite)?;
+    // nextest does not run doc tests; with runner arguments the user asked for a subset.
+    if nextest && status.success() && args.runner_args.is_empty() {
+        ui::info("running the doc tests");
+        status = cargo_status(ctx, &["test", "--workspace", "--doc"])?;
+    }
+
+    let cleanup = cargo_status(ctx, &["run", "--quiet", "--package", "db", "--bin", "testdb", "--", "cleanup"])?;
+    if !cleanup.success() {
+        ui::warn("could not drop the per-test databases; `cargo xtask db-test` drops them next time");
+    }
+    Ok(match status.code() {
+        Some(0) => ExitCode::SUCCESS,
+        Some(code) => ExitCode::from(code.clamp(1, 255) as u8),
+        None => ExitCode::FAILURE,
+    })
+}
+
+fn has_nextest(ctx: &Ctx) -> bool {
+    let cargo = cargo();
+    crate::backend::output(xshell::cmd!(ctx.sh, "{cargo} nextest --version")).is_ok_and(|o| o.status.success())
+}
+
+/// Runs cargo with the target database in the environment, streaming its output.
+fn cargo_status(ctx: &Ctx, args: &[&str]) -> Result<std::process::ExitStatus> {
+    let cmd = ctx
+        .sh
+        .cmd(cargo())
+        .args(args)
+        .env("DATABASE_URL", ctx.cfg.url.as_str())
+        .quiet();
+    ui::debug(format!("$ {cmd}"));
+    std::process::Command::from(cmd)
+        .status()
+        .with_context(|| format!("cannot run cargo {}", args.join(" ")))
 }

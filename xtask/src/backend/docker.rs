@@ -169,7 +169,7 @@ impl Docker {
     /// The engine answers and the image is present or can be pulled.
     pub fn check_usable(&self, ctx: &Ctx) -> Result<()> {
         self.check_engine(ctx)?;
-        self.ensure_image(ctx)
+        self.ensure_image(ctx, false)
     }
 
     fn check_engine(&self, ctx: &Ctx) -> Result<()> {
@@ -184,7 +184,13 @@ impl Docker {
         )
     }
 
-    fn ensure_image(&self, ctx: &Ctx) -> Result<()> {
+    /// With `advise`, the error says what to do; `auto` words its own fallback instead.
+    fn ensure_image(&self, ctx: &Ctx, advise: bool) -> Result<()> {
+        let advice = if advise {
+            ": pull it while online, set POSTGRES_IMAGE to a local image, or use --backend local"
+        } else {
+            ""
+        };
         let engine = &self.engine_program;
         let image = &ctx.cfg.image;
         if output(cmd!(ctx.sh, "{engine} image inspect {image}"))?
@@ -210,10 +216,7 @@ impl Docker {
                 let out = child
                     .wait_with_output()
                     .context("cannot read the image pull's output")?;
-                bail!(
-                    "image {image} is not present and cannot be pulled ({}): pull it while online, set POSTGRES_IMAGE to a local image, or use --backend local",
-                    stderr_line(&out)
-                );
+                bail!("image {image} is not present and cannot be pulled ({}){advice}", stderr_line(&out));
             }
             if Instant::now() >= deadline {
                 let _ = child.kill();
@@ -290,7 +293,7 @@ impl Backend for Docker {
         if port_is_taken(ctx.cfg.port) {
             return Err(port_taken_error(ctx.cfg.port));
         }
-        self.ensure_image(ctx)?;
+        self.ensure_image(ctx, true)?;
         let up = output(self.compose(ctx, &["up", "--detach", SERVICE]))?;
         if !up.status.success() {
             let all = String::from_utf8_lossy(&up.stderr).to_lowercase();

@@ -1,0 +1,6 @@
+//! Entities and database access for the application.
+
+pub mod connection;
+pub mod entities;
+pub mod projects;
+pub mod testing;

@@ -1,0 +1,601 @@
+//! The migration command line: parses arguments, serialises schema changes behind a
+//! PostgreSQL advisory lock and reports every migration applied or rolled back.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Result, anyhow, bail};
+use chrono::{DateTime, SecondsFormat};
+use clap::{Parser, Subcommand};
+use sea_orm::sqlx::{self, Connection as _, PgConnection};
+use sea_orm::{
+    ConnAcquireErr, ConnectOptions, Database, DatabaseConnection, DbErr, EntityTrait, QueryOrder,
+    RuntimeErr,
+};
+use sea_orm_migration::{MigratorTrait, SchemaManager, seaql_migrations};
+
+use crate::redact::{redact_url, scrub_password};
+
+/// `init` and `generate` work on the crate in the current directory, as `sea-orm-cli` expects.
+const MIGRATION_DIR: &str = "./";
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_LOCK_TIMEOUT_SECS: u64 = 60;
+const LOCK_TIMEOUT_ENV: &str = "MIGRATION_LOCK_TIMEOUT";
+// One key per database: runs against different databases never wait for each other.
+const TRY_LOCK_SQL: &str =
+    "SELECT pg_try_advisory_lock(hashtext('seaql_migrations:' || current_database()))";
+const LOCK_SQL: &str =
+    "SELECT pg_advisory_lock(hashtext('seaql_migrations:' || current_database()))";
+
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    about = "Apply, roll back and inspect the database migrations"
+)]
+pub struct Cli {
+    #[arg(short = 'v', long, global = true, help = "Show debug messages")]
+    verbose: bool,
+
+    #[arg(
+        global = true,
+        short = 's',
+        long,
+        env = "DATABASE_SCHEMA",
+        help = "Database schema (default: public)"
+    )]
+    database_schema: Option<String>,
+
+    // Hidden from --help because the value carries the password.
+    #[arg(
+        global = true,
+        short = 'u',
+        long,
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        help = "Database URL"
+    )]
+    database_url: Option<String>,
+
+    #[command(subcommand)]
+    command: Option<MigrateCommand>,
+}
+
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum MigrateCommand {
+    #[command(about = "Initialize migration directory", display_order = 10)]
+    Init,
+    #[command(about = "Generate a new, empty migration", display_order = 20)]
+    Generate {
+        #[arg(required = true, help = "Name of the new migration")]
+        migration_name: String,
+        #[arg(
+            long,
+            default_value = "true",
+            help = "Generate migration file based on Utc time",
+            conflicts_with = "local_time",
+            display_order = 1001
+        )]
+        universal_time: bool,
+        #[arg(
+            long,
+            help = "Generate migration file based on Local time",
+            conflicts_with = "universal_time",
+            display_order = 1002
+        )]
+        local_time: bool,
+    },
+    #[command(
+        about = "Drop all tables from the database, then reapply all migrations",
+        display_order = 30
+    )]
+    Fresh,
+    #[command(
+        about = "Rollback all applied migrations, then reapply all migrations",
+        display_order = 40
+    )]
+    Refresh,
+    #[command(about = "Rollback all applied migrations", display_order = 50)]
+    Reset,
+    #[command(about = "Check the status of all migrations", display_order = 60)]
+    Status {
+        #[arg(long, help = "Exit with status 1 when any migration is pending")]
+        check: bool,
+    },
+    #[command(about = "Apply pending migrations", display_order = 70)]
+    Up {
+        #[arg(short, long, help = "Number of pending migrations to apply")]
+        num: Option<u32>,
+    },
+    #[command(about = "Rollback applied migrations", display_order = 80)]
+    Down {
+        #[arg(
+            short,
+            long,
+            default_value = "1",
+            help = "Number of applied migrations to be rolled back",
+            display_order = 90
+        )]
+        num: u32,
+    },
+}
+
+/// Entry point of the migration binary: runs the command line for `M` and turns
+/// any failure into one redacted line on stderr and exit status 1.
+pub async fn run_cli<M: MigratorTrait>() -> ExitCode {
+    dotenvy::dotenv().ok();
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    let url = cli.database_url.clone();
+    match run::<M>(cli).await {
+        Ok(exit_code) => exit_code,
+        Err(error) => {
+            let message = one_line(&format!("{error:#}"));
+            let message = match &url {
+                Some(url) => scrub_password(&message, url),
+                None => message,
+            };
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run<M: MigratorTrait>(cli: Cli) -> Result<ExitCode> {
+    let command = cli.command.unwrap_or(MigrateCommand::Up { num: None });
+    match &command {
+        MigrateCommand::Init => {
+            sea_orm_cli::run_migrate_init(MIGRATION_DIR)
+                .map_err(|e| anyhow!("cannot initialise the migration directory: {e}"))?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        MigrateCommand::Generate {
+            migration_name,
+            local_time,
+            ..
+        } => {
+            sea_orm_cli::run_migrate_generate(MIGRATION_DIR, migration_name, !local_time).map_err(
+                |e| anyhow!("cannot generate migration {migration_name:?}: {e} — run it from the migration crate's directory"),
+            )?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        MigrateCommand::Up { num: Some(0) } => bail!(
+            "`up -n 0` would apply nothing: pass -n 1 or more, or leave out -n to apply every pending migration"
+        ),
+        MigrateCommand::Down { num: 0 } => {
+            bail!("`down -n 0` would roll back nothing: pass -n 1 or more")
+        }
+        _ => {}
+    }
+
+    let url = cli
+        .database_url
+        .filter(|url| !url.trim().is_empty())
+        .ok_or_else(|| {
+            anyhow!(
+                "DATABASE_URL is not set: export DATABASE_URL=postgres://USER:PASSWORD@HOST:PORT/DATABASE or pass -u (a local server: `cargo xtask db-up`)"
+            )
+        })?;
+    validate_url(&url)?;
+    let schema = cli.database_schema.unwrap_or_else(|| "public".to_owned());
+    // A single direct connection first: unlike the pool, which retries until its
+    // timeout, it reports why the server cannot be reached.
+    let session = open_session(&url).await?;
+
+    let (db, outcome) = match command {
+        MigrateCommand::Status { check } => {
+            session.close().await.ok();
+            let db = connect(&url, &schema, cli.verbose).await?;
+            let outcome = status::<M>(&db, check).await;
+            (db, outcome)
+        }
+        schema_change => {
+            let lock = MigrationLock::acquire(session, lock_timeout()?).await?;
+            let db = connect(&url, &schema, cli.verbose).await?;
+            let outcome = change_schema::<M>(&db, schema_change).await;
+            lock.release().await;
+            (db, outcome.map(|()| ExitCode::SUCCESS))
+        }
+    };
+    db.close().await.ok();
+    outcome
+}
+
+async fn change_schema<M: MigratorTrait>(
+    db: &DatabaseConnection,
+    command: MigrateCommand,
+) -> Result<()> {
+    match command {
+        MigrateCommand::Up { num } => apply_pending::<M>(db, num).await.map(drop),
+        MigrateCommand::Down { num } => roll_back::<M>(db, num).await.map(drop),
+        MigrateCommand::Reset => {
+            roll_back_all::<M>(db).await?;
+            M::uninstall(db).await.map_err(database_failure)
+        }
+        MigrateCommand::Refresh => {
+            roll_back_all::<M>(db).await?;
+            apply_pending::<M>(db, None).await.map(drop)
+        }
+        MigrateCommand::Fresh => fresh::<M>(db).await.map(drop),
+        MigrateCommand::Init | MigrateCommand::Generate { .. } | MigrateCommand::Status { .. } => {
+            Ok(())
+        }
+    }
+}
+
+/// Checks the URL before any driver sees it, so a typo gets a clear message
+/// (and some drivers quote the whole URL, password included, in their errors).
+pub fn validate_url(url: &str) -> Result<()> {
+    const EXPECTED: &str = "expected postgres://USER:PASSWORD@HOST:PORT/DATABASE";
+    let parsed = url::Url::parse(url).map_err(|e| {
+        anyhow!(
+            "DATABASE_URL {} is malformed ({e}): {EXPECTED}",
+            redact_url(url)
+        )
+    })?;
+    if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+        bail!(
+            "DATABASE_URL {} is not a PostgreSQL URL: {EXPECTED}",
+            redact_url(url)
+        );
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        bail!("DATABASE_URL {} names no host: {EXPECTED}", redact_url(url));
+    }
+    Ok(())
+}
+
+async fn connect(url: &str, schema: &str, verbose: bool) -> Result<DatabaseConnection> {
+    let mut options = ConnectOptions::new(url);
+    options
+        .set_schema_search_path(schema)
+        .max_connections(2)
+        .min_connections(0)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .acquire_timeout(CONNECT_TIMEOUT)
+        .sqlx_logging(verbose);
+    // The pool's own timeouts cover connecting; this bounds DNS and TLS stalls too.
+    match tokio::time::timeout(CONNECT_TIMEOUT * 2, Database::connect(options)).await {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(error)) => Err(anyhow!(describe_connect_error(url, &error))),
+        Err(_) => Err(anyhow!(
+            "cannot connect to {}: timed out after {}s — start it with `cargo xtask db-up`",
+            redact_url(url),
+            (CONNECT_TIMEOUT * 2).as_secs()
+        )),
+    }
+}
+
+/// One line saying why connecting to `url` failed and what to do about it, password redacted.
+pub fn describe_connect_error(url: &str, error: &DbErr) -> String {
+    let target = redact_url(url);
+    let explanation = match error {
+        DbErr::Conn(RuntimeErr::SqlxError(sqlx_error))
+        | DbErr::Exec(RuntimeErr::SqlxError(sqlx_error))
+        | DbErr::Query(RuntimeErr::SqlxError(sqlx_error)) => explain_sqlx_error(sqlx_error),
+        DbErr::ConnectionAcquire(ConnAcquireErr::Timeout) => {
+            "timed out — start it with `cargo xtask db-up`".to_owned()
+        }
+        other => format!("{other} — check DATABASE_URL"),
+    };
+    scrub_password(
+        &one_line(&format!("cannot connect to {target}: {explanation}")),
+        url,
+    )
+}
+
+/// What a driver error means for someone connecting, and what to do about it (one line).
+pub fn explain_sqlx_error(error: &sqlx::Error) -> String {
+    match error {
+        sqlx::Error::Io(io) => format!("{io} — start it with `cargo xtask db-up`"),
+        sqlx::Error::PoolTimedOut => "timed out — start it with `cargo xtask db-up`".to_owned(),
+        sqlx::Error::Tls(tls) => format!("TLS failed ({tls}) — check sslmode in DATABASE_URL"),
+        sqlx::Error::Database(database) => match database.code().as_deref() {
+            Some("28P01" | "28000") => format!(
+                "{} — check the user and password in DATABASE_URL",
+                database.message()
+            ),
+            Some("3D000") => format!(
+                "{} — create it or fix the database name in DATABASE_URL",
+                database.message()
+            ),
+            _ => format!("{} — check DATABASE_URL", database.message()),
+        },
+        other => format!("{other} — check DATABASE_URL"),
+    }
+}
+
+fn lock_timeout() -> Result<Duration> {
+    match std::env::var(LOCK_TIMEOUT_ENV) {
+        Err(_) => Ok(Duration::from_secs(DEFAULT_LOCK_TIMEOUT_SECS)),
+        Ok(value) => value.trim().parse::<u64>().map(Duration::from_secs).map_err(|_| {
+            anyhow!("{LOCK_TIMEOUT_ENV}={value:?} is not a whole number of seconds: set it to e.g. 60, or unset it")
+        }),
+    }
+}
+
+/// One direct connection to `url`, with a bounded connect time.
+async fn open_session(url: &str) -> Result<PgConnection> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect(url)).await {
+        Ok(Ok(connection)) => Ok(connection),
+        Ok(Err(error)) => bail!(
+            "cannot connect to {}: {}",
+            redact_url(url),
+            explain_sqlx_error(&error)
+        ),
+        Err(_) => bail!(
+            "cannot connect to {}: timed out after {}s — start it with `cargo xtask db-up`",
+            redact_url(url),
+            CONNECT_TIMEOUT.as_secs()
+        ),
+    }
+}
+
+/// A session-level advisory lock on its own connection: it is held until
+/// [`MigrationLock::release`] or until the process dies and the server drops the session.
+struct MigrationLock {
+    connection: PgConnection,
+}
+
+impl MigrationLock {
+    async fn acquire(mut connection: PgConnection, timeout: Duration) -> Result<Self> {
+        let acquired: bool = sqlx::query_scalar(TRY_LOCK_SQL)
+            .fetch_one(&mut connection)
+            .await
+            .map_err(|e| anyhow!("cannot take the migration lock: {e}"))?;
+        if acquired {
+            return Ok(Self { connection });
+        }
+
+        eprintln!("waiting for the migration lock held by another run…");
+        let timed_out = || {
+            anyhow!(
+                "gave up after {}s waiting for the migration lock held by another run: let it finish, or raise {LOCK_TIMEOUT_ENV} (seconds)",
+                timeout.as_secs()
+            )
+        };
+        if timeout.is_zero() {
+            return Err(timed_out());
+        }
+        // lock_timeout bounds the wait on the server side, so no polling is needed;
+        // it is capped at what the setting accepts (about 24 days).
+        let timeout_ms = timeout.as_millis().min(i32::MAX as u128);
+        sqlx::query("SELECT set_config('lock_timeout', $1, false)")
+            .bind(format!("{timeout_ms}ms"))
+            .execute(&mut connection)
+            .await
+            .map_err(|e| anyhow!("cannot set lock_timeout for the migration lock: {e}"))?;
+        match sqlx::query(LOCK_SQL).execute(&mut connection).await {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => {
+                return Err(timed_out());
+            }
+            Err(e) => bail!("cannot take the migration lock: {e}"),
+        }
+        sqlx::query("RESET lock_timeout")
+            .execute(&mut connection)
+            .await
+            .map_err(|e| {
+                anyhow!("cannot reset lock_timeout after taking the migration lock: {e}")
+            })?;
+        Ok(Self { connection })
+    }
+
+    /// Ending the session releases the lock, even if unlocking were to fail.
+    async fn release(self) {
+        self.connection.close().await.ok();
+    }
+}
+
+/// A migration this crate knows, with when it was applied (unix seconds), if it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationState {
+    pub name: String,
+    pub applied_at: Option<i64>,
+}
+
+/// The state of every migration of `M`, in order, without creating anything.
+///
+/// Fails when the database records migrations `M` does not have: that database
+/// was migrated by a newer checkout, and running this one against it would be a guess.
+pub async fn migration_states<M: MigratorTrait>(
+    db: &DatabaseConnection,
+) -> Result<Vec<MigrationState>> {
+    let manager = SchemaManager::new(db);
+    let recorded = if manager
+        .has_table("seaql_migrations")
+        .await
+        .map_err(database_failure)?
+    {
+        seaql_migrations::Entity::find()
+            .order_by_asc(seaql_migrations::Column::Version)
+            .all(db)
+            .await
+            .map_err(database_failure)?
+    } else {
+        Vec::new()
+    };
+
+    let known: Vec<String> = M::migrations()
+        .iter()
+        .map(|migration| migration.name().to_owned())
+        .collect();
+    let unknown: Vec<&str> = recorded
+        .iter()
+        .filter(|record| !known.contains(&record.version))
+        .map(|record| record.version.as_str())
+        .collect();
+    if !unknown.is_empty() {
+        bail!(
+            "the database has applied {} which this checkout does not have: the database is ahead of this checkout — pull, or check out the branch that has it",
+            unknown.join(", ")
+        );
+    }
+
+    Ok(known
+        .into_iter()
+        .map(|name| {
+            let applied_at = recorded
+                .iter()
+                .find(|record| record.version == name)
+                .map(|record| record.applied_at);
+            MigrationState { name, applied_at }
+        })
+        .collect())
+}
+
+/// Applies up to `limit` pending migrations (all when `None`), one transaction
+/// each, printing `applied <name>` after each; returns the names applied.
+/// The caller must hold the migration lock.
+pub async fn apply_pending<M: MigratorTrait>(
+    db: &DatabaseConnection,
+    limit: Option<u32>,
+) -> Result<Vec<String>> {
+    M::install(db).await.map_err(database_failure)?;
+    let pending: Vec<String> = migration_states::<M>(db)
+        .await?
+        .into_iter()
+        .filter(|state| state.applied_at.is_none())
+        .map(|state| state.name)
+        .take(limit.map_or(usize::MAX, |limit| limit as usize))
+        .collect();
+    if pending.is_empty() {
+        println!("nothing to apply");
+    }
+    for name in &pending {
+        // One step at a time applies exactly the first pending migration, `name`,
+        // so a failure can be pinned on it.
+        M::up(db, Some(1))
+            .await
+            .map_err(|error| migration_failure::<M>(name, "apply", &error))?;
+        println!("applied {name}");
+    }
+    Ok(pending)
+}
+
+/// Rolls back the last `count` applied migrations, newest first, printing
+/// `rolled back <name>` after each. The caller must hold the migration lock.
+pub async fn roll_back<M: MigratorTrait>(
+    db: &DatabaseConnection,
+    count: u32,
+) -> Result<Vec<String>> {
+    let applied: Vec<String> = migration_states::<M>(db)
+        .await?
+        .into_iter()
+        .filter(|state| state.applied_at.is_some())
+        .map(|state| state.name)
+        .collect();
+    if count as usize > applied.len() {
+        bail!("cannot roll back {count}: only {} applied", applied.len());
+    }
+    let to_roll_back: Vec<String> = applied.into_iter().rev().take(count as usize).collect();
+    for name in &to_roll_back {
+        M::down(db, Some(1))
+            .await
+            .map_err(|error| migration_failure::<M>(name, "roll back", &error))?;
+        println!("rolled back {name}");
+    }
+    Ok(to_roll_back)
+}
+
+async fn roll_back_all<M: MigratorTrait>(db: &DatabaseConnection) -> Result<Vec<String>> {
+    let applied_count = migration_states::<M>(db)
+        .await?
+        .iter()
+        .filter(|state| state.applied_at.is_some())
+        .count();
+    if applied_count == 0 {
+        println!("nothing to roll back");
+        return Ok(Vec::new());
+    }
+    roll_back::<M>(db, u32::try_from(applied_count).unwrap_or(u32::MAX)).await
+}
+
+/// Drops every table and type in the schema (SeaORM's `fresh`), then applies everything.
+async fn fresh<M: MigratorTrait>(db: &DatabaseConnection) -> Result<Vec<String>> {
+    if let Err(error) = M::fresh(db).await {
+        let failed = migration_states::<M>(db)
+            .await
+            .ok()
+            .and_then(|states| states.into_iter().find(|state| state.applied_at.is_none()));
+        return Err(match failed {
+            Some(state) => migration_failure::<M>(&state.name, "apply", &error),
+            None => anyhow!("fresh failed: {error}"),
+        });
+    }
+    println!("dropped all tables");
+    let applied: Vec<String> = migration_states::<M>(db)
+        .await?
+        .into_iter()
+        .map(|state| state.name)
+        .collect();
+    for name in &applied {
+        println!("applied {name}");
+    }
+    Ok(applied)
+}
+
+/// Prints `applied <name> <RFC 3339 UTC>` or `pending <name>` for every migration;
+/// with `check`, exits 1 when any is pending.
+async fn status<M: MigratorTrait>(db: &DatabaseConnection, check: bool) -> Result<ExitCode> {
+    let states = migration_states::<M>(db).await?;
+    for state in &states {
+        match state.applied_at {
+            Some(applied_at) => {
+                let applied_at = DateTime::from_timestamp(applied_at, 0).map_or_else(
+                    || applied_at.to_string(),
+                    |at| at.to_rfc3339_opts(SecondsFormat::Secs, true),
+                );
+                println!("applied {} {applied_at}", state.name);
+            }
+            None => println!("pending {}", state.name),
+        }
+    }
+    let pending = states
+        .iter()
+        .filter(|state| state.applied_at.is_none())
+        .count();
+    if check && pending > 0 {
+        eprintln!(
+            "error: {pending} migration(s) pending: apply them with `cargo run -p migration -- up`"
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn migration_failure<M: MigratorTrait>(name: &str, action: &str, error: &DbErr) -> anyhow::Error {
+    let transactional = M::migrations()
+        .iter()
+        .find(|migration| migration.name() == name)
+        .is_none_or(|migration| migration.use_transaction() != Some(false));
+    let aftermath = if transactional {
+        "its transaction was rolled back, so nothing of it was kept"
+    } else {
+        "it runs outside a transaction, so check for partial changes"
+    };
+    anyhow!(
+        "migration {name} failed to {action}: {} ({aftermath}) — fix the migration and run again",
+        one_line(&error.to_string())
+    )
+}
+
+fn database_failure(error: DbErr) -> anyhow::Error {
+    anyhow!("database error: {}", one_line(&error.to_string()))
+}
+
+/// Collapses a possibly multi-line message (e.g. from PostgreSQL) into one line.
+fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn init_tracing(verbose: bool) {
+    if !verbose {
+        return;
+    }
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("debug"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

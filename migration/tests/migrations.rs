@@ -1,0 +1,449 @@
+//! Migrations against a real PostgreSQL: the schema they build, rollbacks,
+//! concurrent runs, failing migrations and the CLI's one-line errors.
+//!
+//! Needs `DATABASE_URL` pointing at a server whose user may create databases;
+//! every test creates and drops its own scratch database there.
+
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use migration::m20261124_120000_create_projects;
+use migration::{MigrationTrait, Migrator, MigratorTrait, runner};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement,
+};
+use sea_orm_migration::prelude::*;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const PROJECTS_MIGRATION: &str = "m20261124_120000_create_projects";
+
+/// A database of its own for one test, on the server `DATABASE_URL` points at.
+struct ScratchDb {
+    server: DatabaseConnection,
+    name: String,
+    url: String,
+}
+
+impl ScratchDb {
+    async fn create(tag: &str) -> Self {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let server_url = match std::env::var("DATABASE_URL") {
+            Ok(url) if !url.trim().is_empty() => url,
+            _ => panic!("DATABASE_URL is not set: run `cargo xtask db-test` to get a test server"),
+        };
+        let server = connect(&server_url).await;
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.subsec_nanos());
+        let name = format!(
+            "migration_test_{tag}_{}_{}_{nanos}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        execute(&server, &format!("CREATE DATABASE \"{name}\"")).await;
+        let mut url = url::Url::parse(&server_url).expect("DATABASE_URL parsed above");
+        url.set_path(&name);
+        Self {
+            server,
+            name,
+            url: url.to_string(),
+        }
+    }
+
+    async fn connect(&self) -> DatabaseConnection {
+        connect(&self.url).await
+    }
+
+    async fn drop(self) {
+        execute(
+            &self.server,
+            &format!("DROP DATABASE \"{}\" WITH (FORCE)", self.name),
+        )
+        .await;
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_migration"))
+            .args(args)
+            .env("DATABASE_URL", &self.url)
+            .env_remove("DATABASE_SCHEMA")
+            .output()
+            .expect("the migration binary runs")
+    }
+
+    fn run_ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "migration {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+}
+
+async fn connect(url: &str) -> DatabaseConnection {
+    let mut options = ConnectOptions::new(url);
+    options
+        .connect_timeout(CONNECT_TIMEOUT)
+        .acquire_timeout(CONNECT_TIMEOUT)
+        .max_connections(2)
+        .sqlx_logging(false);
+    match tokio::time::timeout(CONNECT_TIMEOUT * 2, Database::connect(options)).await {
+        Ok(Ok(db)) => db,
+        Ok(Err(error)) => panic!(
+            "cannot reach the test server at {} ({error}): run `cargo xtask db-test`",
+            migration::redact::redact_url(url)
+        ),
+        Err(_) => panic!(
+            "timed out connecting to {}: run `cargo xtask db-test`",
+            migration::redact::redact_url(url)
+        ),
+    }
+}
+
+async fn execute(db: &DatabaseConnection, sql: &str) {
+    if let Err(error) = db.execute_unprepared(sql).await {
+        panic!("{sql}: {error}");
+    }
+}
+
+async fn query_strings(db: &DatabaseConnection, sql: &str) -> Vec<String> {
+    db.query_all_raw(Statement::from_string(DbBackend::Postgres, sql))
+        .await
+        .unwrap_or_else(|error| panic!("{sql}: {error}"))
+        .into_iter()
+        .map(|row| {
+            row.try_get_by_index::<Option<String>>(0)
+                .expect("text column")
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Every schema object this project cares about in `public`, one sorted line each.
+async fn catalog(db: &DatabaseConnection) -> Vec<String> {
+    query_strings(
+        db,
+        r#"
+        SELECT line FROM (
+            SELECT format('column %s.%s %s %s nullable=%s default=%s', table_name, column_name,
+                          data_type, character_maximum_length, is_nullable, column_default) AS line
+              FROM information_schema.columns WHERE table_schema = 'public'
+            UNION ALL
+            SELECT format('constraint %s %s %s', conrelid::regclass, conname, pg_get_constraintdef(oid))
+              FROM pg_constraint WHERE connamespace = 'public'::regnamespace
+            UNION ALL
+            SELECT format('index %s', indexdef) FROM pg_indexes WHERE schemaname = 'public'
+            UNION ALL
+            SELECT format('trigger %s', pg_get_triggerdef(oid)) FROM pg_trigger WHERE NOT tgisinternal
+            UNION ALL
+            SELECT format('function %s %s', p.oid::regprocedure, l.lanname)
+              FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+             WHERE p.pronamespace = 'public'::regnamespace
+        ) catalog ORDER BY line"#,
+    )
+    .await
+}
+
+fn without_migration_table(catalog: &[String]) -> Vec<&str> {
+    catalog
+        .iter()
+        .map(String::as_str)
+        .filter(|line| !line.contains("seaql_migrations"))
+        .collect()
+}
+
+fn stderr_line(output: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "expected one line, got {stderr:?}"
+    );
+    stderr.trim_end().to_owned()
+}
+
+#[tokio::test]
+async fn migrating_from_empty_builds_exactly_the_intended_schema() {
+    let scratch = ScratchDb::create("schema").await;
+    assert_eq!(
+        scratch.run_ok(&["up"]),
+        format!("applied {PROJECTS_MIGRATION}\n")
+    );
+    let db = scratch.connect().await;
+
+    assert_eq!(
+        without_migration_table(&catalog(&db).await),
+        [
+            "column projects.created_at timestamp with time zone  nullable=NO default=CURRENT_TIMESTAMP",
+            "column projects.description text  nullable=YES default=",
+            "column projects.id uuid  nullable=NO default=gen_random_uuid()",
+            "column projects.name character varying 255 nullable=NO default=",
+            "column projects.updated_at timestamp with time zone  nullable=NO default=CURRENT_TIMESTAMP",
+            "constraint projects projects_name_not_blank CHECK ((btrim((name)::text) <> ''::text))",
+            "constraint projects projects_pkey PRIMARY KEY (id)",
+            "function set_updated_at() plpgsql",
+            "index CREATE INDEX idx_projects_name ON public.projects USING btree (name)",
+            "index CREATE UNIQUE INDEX projects_pkey ON public.projects USING btree (id)",
+            "trigger CREATE TRIGGER projects_set_updated_at BEFORE UPDATE ON public.projects FOR EACH ROW EXECUTE FUNCTION set_updated_at()",
+        ]
+    );
+
+    // The rules hold for raw SQL too, not just for the Rust API.
+    let blank = db
+        .execute_unprepared("INSERT INTO projects (name) VALUES ('   ')")
+        .await
+        .expect_err("a blank name is rejected");
+    assert!(
+        blank.to_string().contains("projects_name_not_blank"),
+        "{blank}"
+    );
+    execute(
+        &db,
+        "INSERT INTO projects (name, created_at, updated_at)
+         VALUES ('Apollo', now() - interval '1 day', now() - interval '1 day')",
+    )
+    .await;
+    execute(&db, "UPDATE projects SET name = 'Artemis'").await;
+    let refreshed = query_strings(
+        &db,
+        "SELECT (updated_at > created_at + interval '1 hour')::text FROM projects",
+    )
+    .await;
+    assert_eq!(
+        refreshed,
+        ["true"],
+        "the trigger moves updated_at on UPDATE"
+    );
+
+    db.close().await.ok();
+    scratch.drop().await;
+}
+
+#[tokio::test]
+async fn down_removes_everything_and_up_again_rebuilds_the_same_catalog() {
+    let scratch = ScratchDb::create("roundtrip").await;
+    scratch.run_ok(&["up"]);
+    let db = scratch.connect().await;
+    let after_first_up = catalog(&db).await;
+
+    assert_eq!(
+        scratch.run_ok(&["down"]),
+        format!("rolled back {PROJECTS_MIGRATION}\n")
+    );
+    let after_down = catalog(&db).await;
+    assert!(
+        after_down
+            .iter()
+            .all(|line| line.contains("seaql_migrations")),
+        "down left something behind: {after_down:#?}"
+    );
+    let leftover_functions = query_strings(
+        &db,
+        "SELECT proname::text FROM pg_proc WHERE pronamespace = 'public'::regnamespace",
+    )
+    .await;
+    assert!(leftover_functions.is_empty(), "{leftover_functions:?}");
+
+    scratch.run_ok(&["up"]);
+    assert_eq!(catalog(&db).await, after_first_up);
+
+    db.close().await.ok();
+    scratch.drop().await;
+}
+
+#[tokio::test]
+async fn concurrent_runs_apply_each_migration_exactly_once() {
+    let scratch = ScratchDb::create("concurrent").await;
+    let runs: Vec<_> = (0..8)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_migration"))
+                .arg("up")
+                .env("DATABASE_URL", &scratch.url)
+                .env_remove("DATABASE_SCHEMA")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("the migration binary starts")
+        })
+        .collect();
+
+    let mut applied_lines = 0;
+    for run in runs {
+        let output = run
+            .wait_with_output()
+            .expect("the migration binary finishes");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "a concurrent run failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        applied_lines += stdout
+            .lines()
+            .filter(|line| line.starts_with("applied "))
+            .count();
+        assert!(
+            stdout == format!("applied {PROJECTS_MIGRATION}\n") || stdout == "nothing to apply\n",
+            "unexpected output {stdout:?}"
+        );
+    }
+    assert_eq!(applied_lines, Migrator::migrations().len());
+
+    let db = scratch.connect().await;
+    let recorded =
+        query_strings(&db, "SELECT version FROM seaql_migrations ORDER BY version").await;
+    assert_eq!(recorded, [PROJECTS_MIGRATION]);
+    db.close().await.ok();
+    scratch.drop().await;
+}
+
+/// Creates a table and then fails, to show a failed migration leaves nothing behind.
+struct BrokenMigration;
+
+impl MigrationName for BrokenMigration {
+    fn name(&self) -> &str {
+        "m20261124_130000_broken"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for BrokenMigration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared("CREATE TABLE broken_leftover (id integer)")
+            .await?;
+        manager
+            .get_connection()
+            .execute_unprepared("THIS IS NOT SQL")
+            .await?;
+        Ok(())
+    }
+}
+
+struct MigratorWithBrokenMigration;
+
+impl MigratorTrait for MigratorWithBrokenMigration {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261124_120000_create_projects::Migration),
+            Box::new(BrokenMigration),
+        ]
+    }
+}
+
+#[tokio::test]
+async fn a_failing_migration_leaves_nothing_behind_and_is_named() {
+    let scratch = ScratchDb::create("failing").await;
+    let db = scratch.connect().await;
+
+    let error = runner::apply_pending::<MigratorWithBrokenMigration>(&db, None)
+        .await
+        .expect_err("the broken migration fails");
+    let message = error.to_string();
+    assert!(message.contains("m20261124_130000_broken"), "{message}");
+    assert!(!message.contains('\n'), "{message}");
+
+    let leftover = query_strings(&db, "SELECT to_regclass('broken_leftover')::text").await;
+    assert_eq!(leftover, [""], "the broken migration's table was kept");
+    let recorded =
+        query_strings(&db, "SELECT version FROM seaql_migrations ORDER BY version").await;
+    assert_eq!(
+        recorded,
+        [PROJECTS_MIGRATION],
+        "only the good migration is recorded"
+    );
+
+    db.close().await.ok();
+    scratch.drop().await;
+}
+
+#[tokio::test]
+async fn bad_requests_fail_with_one_line() {
+    let scratch = ScratchDb::create("errors").await;
+
+    let too_many = scratch.run(&["down"]);
+    assert!(!too_many.status.success());
+    assert_eq!(
+        stderr_line(&too_many),
+        "error: cannot roll back 1: only 0 applied"
+    );
+
+    scratch.run_ok(&["up"]);
+    let past_first = scratch.run(&["down", "-n", "2"]);
+    assert!(!past_first.status.success());
+    assert_eq!(
+        stderr_line(&past_first),
+        "error: cannot roll back 2: only 1 applied"
+    );
+
+    for args in [["down", "-n", "0"], ["up", "-n", "0"]] {
+        let zero = scratch.run(&args);
+        assert!(!zero.status.success(), "{args:?} succeeded");
+        assert!(stderr_line(&zero).contains("-n 0"), "{args:?}");
+    }
+
+    let db = scratch.connect().await;
+    execute(
+        &db,
+        "INSERT INTO seaql_migrations (version, applied_at) VALUES ('m20991231_000000_from_the_future', 0)",
+    )
+    .await;
+    let ahead = scratch.run(&["up"]);
+    assert!(!ahead.status.success());
+    let message = stderr_line(&ahead);
+    assert!(
+        message.contains("m20991231_000000_from_the_future"),
+        "{message}"
+    );
+    assert!(message.contains("ahead of this checkout"), "{message}");
+
+    db.close().await.ok();
+    scratch.drop().await;
+}
+
+#[tokio::test]
+async fn status_lists_every_migration_and_check_fails_while_any_is_pending() {
+    let scratch = ScratchDb::create("status").await;
+
+    let pending = scratch.run(&["status", "--check"]);
+    assert_eq!(pending.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&pending.stdout),
+        format!("pending {PROJECTS_MIGRATION}\n")
+    );
+    stderr_line(&pending);
+
+    scratch.run_ok(&["up"]);
+    let status = scratch.run_ok(&["status", "--check"]);
+    let line = status.trim_end();
+    let applied_at = line
+        .strip_prefix(&format!("applied {PROJECTS_MIGRATION} "))
+        .unwrap_or_else(|| panic!("unexpected status line {line:?}"));
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(applied_at).is_ok() && applied_at.ends_with('Z'),
+        "{applied_at:?} is not RFC 3339 UTC"
+    );
+
+    scratch.drop().await;
+}
+
+#[test]
+fn an_unreachable_server_fails_fast_with_one_redacted_line() {
+    let output = Command::new(env!("CARGO_BIN_EXE_migration"))
+        .arg("up")
+        .env("DATABASE_URL", "postgres://app:secret@127.0.0.1:1/app")
+        .output()
+        .expect("the migration binary runs");
+    assert!(!output.status.success());
+    let message = stderr_line(&output);
+    assert!(
+        message.contains("postgres://app:***@127.0.0.1:1/app"),
+        "{message}"
+    );
+    assert!(message.contains("cargo xtask db-up"), "{message}");
+    assert!(!message.contains("secret"), "{message}");
+}
