@@ -25,21 +25,47 @@ pub struct Args {
 pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
     ensure_up(ctx, choice, args.timeout)?;
     let nextest = has_nextest(ctx);
-    let runner = if nextest { "cargo nextest run" } else { "cargo test (cargo-nextest is not installed)" };
+    let runner = if nextest {
+        "cargo nextest run"
+    } else {
+        "cargo test (cargo-nextest is not installed)"
+    };
 
     ui::info("building the workspace's tests");
-    let build: &[&str] = if nextest { &["nextest", "run", "--workspace", "--no-run"] } else { &["test", "--workspace", "--no-run"] };
+    let build: &[&str] = if nextest {
+        &["nextest", "run", "--workspace", "--no-run"]
+    } else {
+        &["test", "--workspace", "--no-run"]
+    };
     if !cargo_status(ctx, build)?.success() {
         return Ok(ExitCode::FAILURE);
     }
 
     ui::info("preparing the template database");
-    if !cargo_status(ctx, &["run", "--quiet", "--package", "db", "--bin", "testdb", "--", "prepare"])?.success() {
+    if !cargo_status(
+        ctx,
+        &[
+            "run",
+            "--quiet",
+            "--package",
+            "db",
+            "--bin",
+            "testdb",
+            "--",
+            "prepare",
+        ],
+    )?
+    .success()
+    {
         return Ok(ExitCode::FAILURE);
     }
 
     ui::info(format!("running the suite with {runner}"));
-    let mut suite: Vec<&str> = if nextest { vec!["nextest", "run", "--workspace"] } else { vec!["test", "--workspace"] };
+    let mut suite: Vec<&str> = if nextest {
+        vec!["nextest", "run", "--workspace"]
+    } else {
+        vec!["test", "--workspace"]
+    };
     suite.extend(args.runner_args.iter().map(String::as_str));
     let mut status = cargo_status(ctx, &suite)?;
     // nextest does not run doc tests; with runner arguments the user asked for a subset.
@@ -48,9 +74,23 @@ pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
         status = cargo_status(ctx, &["test", "--workspace", "--doc"])?;
     }
 
-    let cleanup = cargo_status(ctx, &["run", "--quiet", "--package", "db", "--bin", "testdb", "--", "cleanup"])?;
+    let cleanup = cargo_status(
+        ctx,
+        &[
+            "run",
+            "--quiet",
+            "--package",
+            "db",
+            "--bin",
+            "testdb",
+            "--",
+            "cleanup",
+        ],
+    )?;
     if !cleanup.success() {
-        ui::warn("could not drop the per-test databases; `cargo xtask db-test` drops them next time");
+        ui::warn(
+            "could not drop the per-test databases; `cargo xtask db-test` drops them next time",
+        );
     }
     Ok(match status.code() {
         Some(0) => ExitCode::SUCCESS,
@@ -61,7 +101,8 @@ pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
 
 fn has_nextest(ctx: &Ctx) -> bool {
     let cargo = cargo();
-    crate::backend::output(xshell::cmd!(ctx.sh, "{cargo} nextest --version")).is_ok_and(|o| o.status.success())
+    crate::backend::output(xshell::cmd!(ctx.sh, "{cargo} nextest --version"))
+        .is_ok_and(|o| o.status.success())
 }
 
 /// Runs cargo with the target database in the environment, streaming its output.

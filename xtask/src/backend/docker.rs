@@ -216,7 +216,10 @@ impl Docker {
                 let out = child
                     .wait_with_output()
                     .context("cannot read the image pull's output")?;
-                bail!("image {image} is not present and cannot be pulled ({}){advice}", stderr_line(&out));
+                bail!(
+                    "image {image} is not present and cannot be pulled ({}){advice}",
+                    stderr_line(&out)
+                );
             }
             if Instant::now() >= deadline {
                 let _ = child.kill();

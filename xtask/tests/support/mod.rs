@@ -6,15 +6,16 @@ use std::{
     net::TcpListener,
     path::{Path, PathBuf},
     process::{Command, Output},
+    sync::Arc,
 };
 
 pub const PASSWORD: &str = "test-secret-pw";
 
 pub struct Project {
     pub port: u16,
-    state: tempfile::TempDir,
+    state: Arc<tempfile::TempDir>,
     env: Vec<(String, String)>,
-    /// Only the original tears its cluster down; copies made by `with_env` share it.
+    /// Only the owner tears the server down; variants made by `with_env` share it.
     owner: bool,
 }
 
@@ -24,12 +25,17 @@ impl Project {
         if !local_binaries_or_skip() {
             return None;
         }
+        Some(Project::isolated())
+    }
+
+    /// A project with its own state directory and free port, whatever the backend.
+    pub fn isolated() -> Project {
         let port = TcpListener::bind("127.0.0.1:0")
-            .ok()?
+            .unwrap()
             .local_addr()
-            .ok()?
+            .unwrap()
             .port();
-        Project::local_on_port(port)
+        Project::local_on_port(port).expect("a temporary directory")
     }
 
     pub fn local_on_port(port: u16) -> Option<Project> {
@@ -50,7 +56,7 @@ impl Project {
         ];
         Some(Project {
             port,
-            state,
+            state: Arc::new(state),
             env,
             owner: true,
         })
@@ -60,27 +66,22 @@ impl Project {
         self.state.path()
     }
 
+    /// The same project with one more setting; it tears down what it starts.
+    pub fn set_env(mut self, key: &str, value: &str) -> Project {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// A variant with one more setting, for one command; the original still owns the server.
     pub fn with_env(&self, key: &str, value: &str) -> Project {
-        let mut env: Vec<_> = self.env.iter().filter(|(k, _)| k != key).cloned().collect();
-        env.push((key.into(), value.into()));
-        Project {
+        let variant = Project {
             port: self.port,
-            state: tempfile::Builder::new()
-                .prefix("xtask-unused-")
-                .tempdir()
-                .unwrap(),
-            env: env
-                .into_iter()
-                .map(|(k, v)| {
-                    if k == "DB_STATE_DIR" {
-                        (k, self.state_dir().display().to_string())
-                    } else {
-                        (k, v)
-                    }
-                })
-                .collect(),
+            state: Arc::clone(&self.state),
+            env: self.env.clone(),
             owner: false,
-        }
+        };
+        variant.set_env(key, value)
     }
 
     pub fn with_password(&self, password: &str) -> Project {
