@@ -166,6 +166,25 @@ impl Config {
         })
     }
 
+    /// The settings of the separate server that `db-test` starts on the local backend:
+    /// port `POSTGRES_TEST_PORT`, or the next one after the developer's.
+    pub fn for_test_server(&self) -> Result<Config> {
+        let port = match self.lookup.value("POSTGRES_TEST_PORT") {
+            Some(raw) => raw
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .with_context(|| format!("POSTGRES_TEST_PORT={raw:?} is not a port number: use 1-65535"))?,
+            None => self.port.checked_add(1).context("POSTGRES_PORT is 65535, so there is no next port for the test server: set POSTGRES_TEST_PORT")?,
+        };
+        let mut test = self.clone();
+        test.port = port;
+        test.url
+            .set_port(Some(port))
+            .expect("postgres URLs take ports");
+        Ok(test)
+    }
+
     pub fn redacted_url(&self) -> String {
         redact_url(&self.url)
     }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use crate::{
-    backend::{self, BackendChoice, Ctx},
+    backend::{self, Backend, BackendChoice, BackendKind, Ctx, Local},
     ui,
 };
 
@@ -20,6 +20,9 @@ pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
     let selected = backend::select(ctx, choice)?;
     selected.announce(ctx);
     selected.backend.stop(ctx, args.volumes)?;
+    if selected.kind() == BackendKind::Local {
+        Local::for_tests(ctx)?.stop(ctx, args.volumes)?;
+    }
     if args.volumes {
         backend::forget_backend(&ctx.cfg, selected.kind())?;
         ui::info(format!(

@@ -5,8 +5,8 @@ use std::{process::ExitCode, time::Duration};
 use anyhow::{Context, Result};
 
 use crate::{
-    backend::{BackendChoice, Ctx},
-    db_up::ensure_up,
+    backend::{self, BackendChoice, BackendKind, Ctx, Local},
+    db_up::bring_up,
     migration_cli::cargo,
     ui,
 };
@@ -23,7 +23,8 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
-    ensure_up(ctx, choice, args.timeout)?;
+    let test_server = test_server(ctx, choice, args.timeout)?;
+    let ctx = test_server.as_ref().unwrap_or(ctx);
     let nextest = has_nextest(ctx);
     let runner = if nextest {
         "cargo nextest run"
@@ -97,6 +98,32 @@ pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
         Some(code) => ExitCode::from(code.clamp(1, 255) as u8),
         None => ExitCode::FAILURE,
     })
+}
+
+/// On the local backend, tests get a cluster of their own, tuned for speed; elsewhere
+/// (docker, a CI service) they use the same server, in databases of their own.
+fn test_server(ctx: &Ctx, choice: BackendChoice, timeout: Duration) -> Result<Option<Ctx>> {
+    let selected = backend::select(ctx, choice)?;
+    if selected.kind() != BackendKind::Local {
+        selected.announce(ctx);
+        bring_up(ctx, selected.backend.as_ref(), timeout)?;
+        backend::record_backend(&ctx.cfg, selected.kind())?;
+        return Ok(None);
+    }
+    let test_ctx = Ctx {
+        sh: xshell::Shell::new().context("cannot set up the shell")?,
+        cfg: ctx.cfg.for_test_server()?,
+    };
+    test_ctx.sh.change_dir(&ctx.cfg.root);
+    let cluster = Local::for_tests(&test_ctx)?;
+    ui::info(format!(
+        "backend: local ({}); tests use a separate cluster tuned for speed, in {}",
+        selected.reason,
+        cluster.dir().display()
+    ));
+    ui::info(format!("server:  {}", test_ctx.cfg.redacted_url()));
+    bring_up(&test_ctx, &cluster, timeout)?;
+    Ok(Some(test_ctx))
 }
 
 fn has_nextest(ctx: &Ctx) -> bool {

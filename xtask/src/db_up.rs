@@ -8,7 +8,7 @@ use std::{
 use anyhow::Result;
 
 use crate::{
-    backend::{self, BackendChoice, Ctx, Selected},
+    backend::{self, Backend, BackendChoice, Ctx, Selected},
     pg::Client,
     ui,
 };
@@ -34,14 +34,19 @@ pub struct Ready {
 
 /// Chooses the backend, starts it if needed and waits until the target database answers.
 pub fn ensure_up(ctx: &Ctx, choice: BackendChoice, timeout: Duration) -> Result<Ready> {
-    let started_at = Instant::now();
-    let deadline = started_at + timeout;
     let selected = backend::select(ctx, choice)?;
     selected.announce(ctx);
-    let backend = selected.backend.as_ref();
+    let client = bring_up(ctx, selected.backend.as_ref(), timeout)?;
+    backend::record_backend(&ctx.cfg, selected.kind())?;
+    Ok(Ready { selected, client })
+}
+
+/// Starts `backend` unless it runs, then waits for an authenticated connection.
+pub fn bring_up(ctx: &Ctx, backend: &dyn Backend, timeout: Duration) -> Result<Client> {
+    let started_at = Instant::now();
+    let deadline = started_at + timeout;
     let started = backend.start(ctx, deadline)?;
     let client = backend::wait_ready(ctx, backend, deadline)?;
-    backend::record_backend(&ctx.cfg, selected.kind())?;
     let how = if started {
         "started"
     } else {
@@ -52,5 +57,5 @@ pub fn ensure_up(ctx: &Ctx, choice: BackendChoice, timeout: Duration) -> Result<
         client.server_version(),
         started_at.elapsed().as_secs_f64()
     ));
-    Ok(Ready { selected, client })
+    Ok(client)
 }

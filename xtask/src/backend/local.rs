@@ -10,6 +10,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
+use sha2::{Digest, Sha256};
 use xshell::cmd;
 
 use super::{
@@ -24,6 +25,8 @@ const TARGET_MAJOR: u32 = 16;
 pub struct Local {
     bin_dir: PathBuf,
     dir: PathBuf,
+    /// The developer's cluster keeps PostgreSQL's durable defaults; the test cluster trades them for speed.
+    durable: bool,
     /// The unprivileged user the server runs as when xtask runs as root.
     run_as: Option<UnprivilegedUser>,
 }
@@ -82,7 +85,9 @@ pub fn find_bin_dir(ctx: &Ctx) -> Result<PathBuf> {
 
 impl Local {
     pub fn new(ctx: &Ctx) -> Result<Local> {
-        let bin_dir = find_bin_dir(ctx).context("the local backend needs the PostgreSQL server binaries: install them (apt install postgresql, brew install postgresql@16) or set PG_BIN")?;
+        let bin_dir = find_bin_dir(ctx).context(
+            "the local backend needs the PostgreSQL server binaries: install them (apt install postgresql, brew install postgresql@16) or set PG_BIN",
+        )?;
         let run_as = if is_root(ctx)? {
             Some(unprivileged_user(ctx)?)
         } else {
@@ -91,8 +96,33 @@ impl Local {
         Ok(Local {
             bin_dir,
             dir: ctx.cfg.state_dir.join("local"),
+            durable: true,
             run_as,
         })
+    }
+
+    /// The separate cluster that `db-test` uses: RAM-backed where `/dev/shm` exists, with
+    /// fsync, synchronous_commit and full_page_writes off. Losing it loses only test databases.
+    pub fn for_tests(ctx: &Ctx) -> Result<Local> {
+        let shm = Path::new("/dev/shm");
+        let dir = if shm.is_dir() {
+            let mut hasher = Sha256::new();
+            hasher.update(ctx.cfg.state_dir.as_os_str().as_encoded_bytes());
+            let digest = hasher.finalize();
+            let tag: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+            shm.join(format!("dbops-test-{tag}"))
+        } else {
+            ctx.cfg.state_dir.join("test")
+        };
+        Ok(Local {
+            dir,
+            durable: false,
+            ..Local::new(ctx)?
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -267,11 +297,14 @@ impl Backend for Local {
         self.warn_on_version(ctx);
         let data = self.data_dir();
         let log = self.log_file();
-        let options = format!(
+        let mut options = format!(
             "-c listen_addresses=127.0.0.1 -c port={} -c unix_socket_directories='{}'",
             ctx.cfg.port,
             data.display()
         );
+        if !self.durable {
+            options.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
+        }
         let wait_secs = deadline
             .saturating_duration_since(Instant::now())
             .as_secs()

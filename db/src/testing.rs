@@ -1,0 +1,1134 @@
+//! Real-PostgreSQL databases for tests: each [`TestDb`] is a fresh clone of a template database migrated to head.
+//!
+//! The server comes from `DATABASE_URL` (its host, port and credentials; the database in the URL
+//! only names the test databases), so plain `cargo test` and `cargo xtask db-test` behave alike.
+//!
+//! * The template `{base}_tpl_{fingerprint}` is built once per migration set and server major
+//!   version, under a PostgreSQL advisory lock so parallel threads and processes (nextest) agree
+//!   on one builder. It is marked `IS_TEMPLATE` only after every migration succeeded, so a run
+//!   that crashed half way is detected and rebuilt.
+//! * Every test database `{base}_test_{pid}_{counter}_{random}` is a `CREATE DATABASE … TEMPLATE`
+//!   copy, dropped again when the [`TestDb`] is dropped. With `DB_TEST_KEEP=1` the database of a
+//!   failing test is kept for inspection.
+//! * Creating and dropping databases runs on a private runtime owned by this module, because each
+//!   `#[tokio::test]` has its own short-lived runtime and a connection pool must not outlive the
+//!   runtime it was created on.
+
+use std::collections::hash_map::RandomState;
+use std::future::Future;
+use std::hash::BuildHasher;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, mpsc};
+use std::time::{Duration, Instant, SystemTime};
+use std::{fmt, io};
+
+use migration::MigratorTrait;
+use sea_orm::sqlx::{self, Connection as _, PgConnection};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, RuntimeErr,
+    Statement, Value,
+};
+use tokio::runtime::Runtime;
+use tokio::sync::OnceCell;
+use url::Url;
+
+/// Fingerprint of the migration sources and the `sea-orm-migration` version, computed by `build.rs`.
+const MIGRATIONS_FINGERPRINT: &str = env!("DB_TESTING_MIGRATIONS_FINGERPRINT");
+const TEMPLATE_LOCK_NAME: &str = "db-testing-template";
+const KEEP_ON_FAILURE_ENV: &str = "DB_TEST_KEEP";
+const KEPT_DATABASE_COMMENT: &str = "kept by db::testing after a failed test";
+const RUN_SUITE_HINT: &str = "run `cargo xtask db-test`";
+
+/// Leaves room for `_test_{pid}_{counter}_{random}` inside PostgreSQL's 63-byte identifier limit.
+const MAX_BASE_NAME_BYTES: usize = 24;
+const MAX_IDENTIFIER_BYTES: usize = 63;
+const TCP_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
+const TEST_POOL_MAX_CONNECTIONS: u32 = 3;
+const ADMIN_POOL_MAX_CONNECTIONS: u32 = 3;
+/// Upper bound for the synchronous drop in [`TestDb`]'s `Drop`, so a wedged server cannot hang a test run.
+const DROP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The `STRATEGY` of `CREATE DATABASE … TEMPLATE …` (PostgreSQL 15 and later).
+///
+/// Which one is faster depends on the server's durability (`testdb measure` compares them): each
+/// `FILE_COPY` forces two checkpoints, which are nearly free with `fsync = off` (the RAM-backed
+/// test server: 8.1 ms vs 9.9 ms median for clone + connect) but expensive on a durable server
+/// (116 ms vs 76 ms). [`CloneStrategy::for_server`] picks accordingly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloneStrategy {
+    /// Copies the template block by block through the write-ahead log.
+    WalLog,
+    /// Copies the template's files after a checkpoint.
+    FileCopy,
+}
+
+impl CloneStrategy {
+    /// The faster strategy for a server whose `fsync` setting is `fsync_enabled`.
+    pub fn for_server(fsync_enabled: bool) -> CloneStrategy {
+        if fsync_enabled {
+            CloneStrategy::WalLog
+        } else {
+            CloneStrategy::FileCopy
+        }
+    }
+
+    fn sql_keyword(self) -> &'static str {
+        match self {
+            CloneStrategy::WalLog => "WAL_LOG",
+            CloneStrategy::FileCopy => "FILE_COPY",
+        }
+    }
+}
+
+impl fmt::Display for CloneStrategy {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.pad(self.sql_keyword())
+    }
+}
+
+/// Why a test database could not be provided; every message is one line, names what to do and
+/// never contains a password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TestDbError {
+    /// `DATABASE_URL` is not set.
+    NotConfigured,
+    /// `DATABASE_URL` is not a PostgreSQL URL.
+    InvalidUrl { reason: String },
+    /// No server answered, or it refused the connection.
+    Unreachable { url: String, cause: String },
+    /// The server answered but an operation on it failed.
+    Failed {
+        action: String,
+        cause: String,
+        remedy: &'static str,
+    },
+}
+
+impl fmt::Display for TestDbError {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TestDbError::NotConfigured => write!(
+                formatter,
+                "DATABASE_URL is not set: {RUN_SUITE_HINT}, or set DATABASE_URL=postgres://user:password@host:port/database"
+            ),
+            TestDbError::InvalidUrl { reason } => write!(
+                formatter,
+                "DATABASE_URL is not a PostgreSQL URL ({reason}): set it to postgres://user:password@host:port/database"
+            ),
+            TestDbError::Unreachable { url, cause } => {
+                write!(
+                    formatter,
+                    "no PostgreSQL reachable at {url} ({cause}): {RUN_SUITE_HINT}"
+                )
+            }
+            TestDbError::Failed {
+                action,
+                cause,
+                remedy,
+            } => write!(formatter, "{action} failed ({cause}): {remedy}"),
+        }
+    }
+}
+
+impl std::error::Error for TestDbError {}
+
+/// A fresh database of its own for one test, dropped when this value is dropped.
+///
+/// ```no_run
+/// # async fn example() {
+/// let test_db = db::testing::TestDb::new().await;
+/// let created = db::projects::create(test_db.conn(), db::projects::NewProject {
+///     name: "Apollo".into(),
+///     description: None,
+/// })
+/// .await
+/// .unwrap();
+/// # let _ = created;
+/// # }
+/// ```
+pub struct TestDb {
+    name: String,
+    url: String,
+    redacted_url: String,
+    connection: Option<DatabaseConnection>,
+}
+
+impl TestDb {
+    /// A database migrated to head, cloned from the template. Panics with a one-line message
+    /// naming the fix when no server is reachable, because a test cannot proceed without one.
+    pub async fn new() -> TestDb {
+        Self::create(Contents::Migrated, None)
+            .await
+            .unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    /// An empty, unmigrated database (copied from `template0`), for testing migrations themselves.
+    pub async fn empty() -> TestDb {
+        Self::create(Contents::Empty, None)
+            .await
+            .unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    /// A small pool (at most three connections) to this database.
+    pub fn conn(&self) -> &DatabaseConnection {
+        self.connection
+            .as_ref()
+            .expect("the connection is only taken while dropping")
+    }
+
+    /// The full URL of this database, password included, for raw connections and child processes.
+    pub fn url(&self) -> String {
+        self.url.clone()
+    }
+
+    /// The database's name on the server.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn create(
+        contents: Contents,
+        strategy: Option<CloneStrategy>,
+    ) -> Result<TestDb, TestDbError> {
+        let (name, url, redacted_url) = on_admin_runtime(async move {
+            let admin = admin().await?;
+            let source = match contents {
+                Contents::Migrated => prepared_template(&admin).await?,
+                Contents::Empty => "template0".to_owned(),
+            };
+            let name = admin.next_test_database_name();
+            let strategy = strategy.unwrap_or(admin.clone_strategy);
+            admin.create_database_from(&name, &source, strategy).await?;
+            let url = admin.server.database_url(&name);
+            let redacted_url = admin.server.redacted_database_url(&name);
+            Ok::<_, TestDbError>((name, url, redacted_url))
+        })
+        .await?;
+
+        match connect_pool(&url, TEST_POOL_MAX_CONNECTIONS).await {
+            Ok(connection) => Ok(TestDb {
+                name,
+                url,
+                redacted_url,
+                connection: Some(connection),
+            }),
+            Err(error) => {
+                let cause = one_line(&error.to_string());
+                let dropped_name = name.clone();
+                on_admin_runtime(
+                    async move { admin().await?.drop_database_force(&dropped_name).await },
+                )
+                .await?;
+                Err(TestDbError::Failed {
+                    action: format!("connecting to test database {name}"),
+                    cause,
+                    remedy: "check that the DATABASE_URL user may connect to the databases it creates",
+                })
+            }
+        }
+    }
+}
+
+impl fmt::Debug for TestDb {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("TestDb")
+            .field("name", &self.name)
+            .field("url", &self.redacted_url)
+            .finish()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        // Closes this pool's sockets now; the forced drop below ends whatever the server still runs.
+        drop(self.connection.take());
+        let name = self.name.clone();
+
+        if std::thread::panicking() && keep_on_failure_requested() {
+            let marked = block_on_admin_runtime(
+                async move { admin().await?.mark_kept(&name).await },
+                DROP_TIMEOUT,
+            );
+            if let Some(Err(error)) = marked {
+                eprintln!("{error}");
+            }
+            eprintln!(
+                "kept test database {} for debugging: {}",
+                self.name, self.redacted_url
+            );
+            return;
+        }
+
+        match block_on_admin_runtime(
+            async move { admin().await?.drop_database_force(&name).await },
+            DROP_TIMEOUT,
+        ) {
+            Some(Ok(())) => {}
+            Some(Err(error)) => eprintln!("{error}"),
+            None => eprintln!(
+                "dropping test database {} took longer than {}s: `testdb cleanup` (run by `cargo xtask db-test`) removes it later",
+                self.name,
+                DROP_TIMEOUT.as_secs()
+            ),
+        }
+    }
+}
+
+/// Builds the template database if it is missing or stale and returns its name.
+pub async fn prepare() -> Result<String, TestDbError> {
+    on_admin_runtime(async {
+        let admin = admin().await?;
+        prepared_template(&admin).await
+    })
+    .await
+}
+
+/// Drops every test database of this `DATABASE_URL` that no session is connected to (left behind
+/// by crashed or killed runs), except those kept with `DB_TEST_KEEP=1`. Returns how many it dropped.
+///
+/// Run it when no test run is starting against the same server: a database another process has
+/// just created but not yet connected to looks stale too.
+pub async fn drop_stale_test_databases() -> Result<usize, TestDbError> {
+    on_admin_runtime(async {
+        admin()
+            .await?
+            .drop_idle_test_databases(KeptDatabases::Spare)
+            .await
+    })
+    .await
+}
+
+/// Like [`drop_stale_test_databases`], and also drops the databases kept with `DB_TEST_KEEP=1`.
+pub async fn drop_kept_test_databases() -> Result<usize, TestDbError> {
+    on_admin_runtime(async {
+        admin()
+            .await?
+            .drop_idle_test_databases(KeptDatabases::Drop)
+            .await
+    })
+    .await
+}
+
+/// The strategy [`TestDb::new`] uses on the `DATABASE_URL` server.
+pub async fn chosen_clone_strategy() -> Result<CloneStrategy, TestDbError> {
+    on_admin_runtime(async { Ok(admin().await?.clone_strategy) }).await
+}
+
+/// Times `runs` clones of the template with `strategy`, each from the start of `CREATE DATABASE`
+/// until a pool is connected to the clone, which is the part of [`TestDb::new`] a test waits for.
+pub async fn measure_clone(
+    strategy: CloneStrategy,
+    runs: usize,
+) -> Result<Vec<Duration>, TestDbError> {
+    prepare().await?;
+    let mut durations = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let started = Instant::now();
+        let test_db = TestDb::create(Contents::Migrated, Some(strategy)).await?;
+        durations.push(started.elapsed());
+        drop(test_db);
+    }
+    Ok(durations)
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Contents {
+    Migrated,
+    Empty,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeptDatabases {
+    Spare,
+    Drop,
+}
+
+/// The server and naming derived from `DATABASE_URL`.
+#[derive(Debug, Clone)]
+struct Server {
+    url: Url,
+    base_name: String,
+}
+
+impl Server {
+    fn from_env() -> Result<Server, TestDbError> {
+        let raw = std::env::var("DATABASE_URL").map_err(|_| TestDbError::NotConfigured)?;
+        if raw.trim().is_empty() {
+            return Err(TestDbError::NotConfigured);
+        }
+        Self::parse(raw.trim())
+    }
+
+    fn parse(raw: &str) -> Result<Server, TestDbError> {
+        let url = Url::parse(raw).map_err(|error| TestDbError::InvalidUrl {
+            reason: error.to_string(),
+        })?;
+        if !matches!(url.scheme(), "postgres" | "postgresql") {
+            return Err(TestDbError::InvalidUrl {
+                reason: format!("scheme `{}` is not postgres", url.scheme()),
+            });
+        }
+        let named_database = url.path().trim_start_matches('/');
+        let database = if !named_database.is_empty() {
+            percent_decode(named_database)
+        } else if !url.username().is_empty() {
+            // PostgreSQL's own default: the database named like the user.
+            percent_decode(url.username())
+        } else {
+            "postgres".to_owned()
+        };
+        let base_name = sanitize_base_name(&database);
+        Ok(Server { url, base_name })
+    }
+
+    fn database_url(&self, database: &str) -> String {
+        let mut url = self.url.clone();
+        url.set_path(&format!("/{database}"));
+        url.to_string()
+    }
+
+    fn redacted_database_url(&self, database: &str) -> String {
+        let mut url = self.url.clone();
+        url.set_path(&format!("/{database}"));
+        redact_url(url)
+    }
+
+    fn redacted_url(&self) -> String {
+        redact_url(self.url.clone())
+    }
+
+    fn configured_database(&self) -> String {
+        percent_decode(self.url.path().trim_start_matches('/'))
+    }
+
+    fn template_prefix(&self) -> String {
+        format!("{}_tpl_", self.base_name)
+    }
+
+    fn test_database_prefix(&self) -> String {
+        format!("{}_test_", self.base_name)
+    }
+
+    /// Error text from drivers may echo the URL; the password must never reach the output.
+    fn scrub(&self, text: &str) -> String {
+        let text = one_line(text);
+        match self.url.password() {
+            Some(password) if !password.is_empty() => text
+                .replace(password, "***")
+                .replace(&percent_decode(password), "***"),
+            _ => text,
+        }
+    }
+}
+
+/// The maintenance connection, living on the admin runtime.
+struct Admin {
+    server: Server,
+    pool: DatabaseConnection,
+    maintenance_url: String,
+    server_major_version: u32,
+    clone_strategy: CloneStrategy,
+}
+
+impl Admin {
+    async fn connect(server: Server) -> Result<Admin, TestDbError> {
+        probe_tcp(&server).await?;
+
+        // Prefer the `postgres` maintenance database, so that these sessions never keep the
+        // application database busy; fall back to the URL's database on servers without one.
+        let mut candidates = vec!["postgres".to_owned()];
+        let configured = server.configured_database();
+        if !configured.is_empty() && configured != "postgres" {
+            candidates.push(configured);
+        }
+        let mut last_error = None;
+        for database in candidates {
+            let maintenance_url = server.database_url(&database);
+            match connect_pool(&maintenance_url, ADMIN_POOL_MAX_CONNECTIONS).await {
+                Ok(pool) => {
+                    let mut admin = Admin {
+                        server,
+                        pool,
+                        maintenance_url,
+                        server_major_version: 0,
+                        clone_strategy: CloneStrategy::WalLog,
+                    };
+                    let (server_major_version, fsync_enabled) =
+                        admin.query_server_settings().await?;
+                    admin.server_major_version = server_major_version;
+                    admin.clone_strategy = CloneStrategy::for_server(fsync_enabled);
+                    return Ok(admin);
+                }
+                Err(error) if sqlstate(&error).as_deref() == Some(INVALID_CATALOG_NAME) => {
+                    last_error = Some(error)
+                }
+                Err(error)
+                    if sqlx_error(&error)
+                        .and_then(|error| error.as_database_error())
+                        .is_some() =>
+                {
+                    return Err(TestDbError::Failed {
+                        action: format!(
+                            "connecting to {}",
+                            server.redacted_database_url(&database)
+                        ),
+                        cause: server.scrub(&describe_db_error(&error)),
+                        remedy: "check the user and password in DATABASE_URL, or run `cargo xtask db-test`",
+                    });
+                }
+                Err(error) => return Err(unreachable(&server, &error)),
+            }
+        }
+        let error = last_error.expect("at least one maintenance database was tried");
+        Err(unreachable(&server, &error))
+    }
+
+    async fn query_server_settings(&self) -> Result<(u32, bool), TestDbError> {
+        let row = self
+            .pool
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT current_setting('server_version_num')::int4 / 10000 AS major, \
+                        current_setting('fsync')::bool AS fsync",
+            ))
+            .await
+            .map_err(|error| {
+                self.failed(
+                    "reading the server version",
+                    &error,
+                    "check DATABASE_URL points at PostgreSQL",
+                )
+            })?
+            .expect("SELECT returns one row");
+        let read = |error: DbErr| {
+            self.failed(
+                "reading the server version",
+                &error,
+                "check DATABASE_URL points at PostgreSQL",
+            )
+        };
+        let major: i32 = row.try_get("", "major").map_err(read)?;
+        let fsync: bool = row.try_get("", "fsync").map_err(read)?;
+        Ok((major.max(0) as u32, fsync))
+    }
+
+    fn template_name(&self) -> String {
+        template_name(&self.server.base_name, self.server_major_version)
+    }
+
+    fn next_test_database_name(&self) -> String {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let counter = COUNTER.fetch_add(1, Ordering::Relaxed);
+        // Tells apart equal pid/counter pairs from runs on other machines sharing one server.
+        let random = RandomState::new().hash_one((counter, SystemTime::now())) & 0xff_ffff;
+        let name = format!(
+            "{}_test_{}_{counter}_{random:06x}",
+            self.server.base_name,
+            std::process::id()
+        );
+        debug_assert!(
+            name.len() <= MAX_IDENTIFIER_BYTES,
+            "test database name {name} is too long"
+        );
+        name
+    }
+
+    /// Runs under the advisory lock, so concurrent threads and processes build the template once.
+    async fn ensure_template(&self) -> Result<String, TestDbError> {
+        let template = self.template_name();
+        let locking = format!(
+            "locking the template build on {}",
+            self.server.redacted_url()
+        );
+        let lock_remedy = "check that the server accepts connections";
+        let mut lock_session = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            PgConnection::connect(&self.maintenance_url),
+        )
+        .await
+        .map_err(|_| TestDbError::Failed {
+            action: locking.clone(),
+            cause: format!("no connection within {}s", CONNECT_TIMEOUT.as_secs()),
+            remedy: lock_remedy,
+        })?
+        .map_err(|error| TestDbError::Failed {
+            action: locking.clone(),
+            cause: self.server.scrub(&error.to_string()),
+            remedy: lock_remedy,
+        })?;
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(template_lock_key())
+            .execute(&mut lock_session)
+            .await
+            .map_err(|error| TestDbError::Failed {
+                action: locking.clone(),
+                cause: self.server.scrub(&error.to_string()),
+                remedy: lock_remedy,
+            })?;
+
+        let built = self.build_template_locked(&template).await;
+
+        // Ending the session releases the lock even if the explicit unlock fails.
+        let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(template_lock_key())
+            .execute(&mut lock_session)
+            .await;
+        let _ = lock_session.close().await;
+        built.map(|()| template)
+    }
+
+    async fn build_template_locked(&self, template: &str) -> Result<(), TestDbError> {
+        match self.database_is_template(template).await? {
+            Some(true) => {}
+            Some(false) => {
+                // Created but never marked: a build that crashed before all migrations succeeded.
+                self.drop_database_force(template).await?;
+                self.build_template(template).await?;
+            }
+            None => self.build_template(template).await?,
+        }
+        self.drop_other_templates(template).await;
+        Ok(())
+    }
+
+    async fn build_template(&self, template: &str) -> Result<(), TestDbError> {
+        self.execute(
+            &format!(
+                "CREATE DATABASE {} TEMPLATE template0",
+                quote_identifier(template)
+            ),
+            &format!("creating template database {template}"),
+            "grant the DATABASE_URL user CREATEDB, or run `cargo xtask db-test`",
+        )
+        .await?;
+
+        if let Err(error) = self.migrate(template).await {
+            let _ = self.drop_database_force(template).await;
+            return Err(error);
+        }
+
+        self.execute(
+            &format!(
+                "ALTER DATABASE {} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false",
+                quote_identifier(template)
+            ),
+            &format!("marking template database {template}"),
+            "check that the DATABASE_URL user owns the databases it creates",
+        )
+        .await
+    }
+
+    async fn migrate(&self, template: &str) -> Result<(), TestDbError> {
+        let action = format!("applying the migrations to template database {template}");
+        let remedy =
+            "fix the failing migration; `cargo run -p migration -- up` shows the same error";
+        let connection = connect_pool(&self.server.database_url(template), 1)
+            .await
+            .map_err(|error| self.failed(&action, &error, remedy))?;
+        let migrated = migration::Migrator::up(&connection, None).await;
+        // Cloning needs the template free of sessions, so close it properly before marking.
+        let closed = connection.close().await;
+        migrated.map_err(|error| self.failed(&action, &error, remedy))?;
+        closed.map_err(|error| self.failed(&action, &error, remedy))
+    }
+
+    /// Old templates would otherwise pile up, one per edit of the migrations.
+    async fn drop_other_templates(&self, current: &str) {
+        let others = match self.names_with_prefix(&self.server.template_prefix()).await {
+            Ok(names) => names,
+            Err(error) => {
+                eprintln!("{error}");
+                return;
+            }
+        };
+        for other in others.into_iter().filter(|name| name != current) {
+            let unmarked = self
+                .execute(
+                    &format!(
+                        "ALTER DATABASE {} WITH IS_TEMPLATE false",
+                        quote_identifier(&other)
+                    ),
+                    &format!("unmarking outdated template database {other}"),
+                    "drop it by hand once no test run uses it",
+                )
+                .await;
+            let dropped = match unmarked {
+                Ok(()) => self.drop_database_force(&other).await,
+                Err(error) => Err(error),
+            };
+            if let Err(error) = dropped {
+                eprintln!("{error}");
+            }
+        }
+    }
+
+    async fn names_with_prefix(&self, prefix: &str) -> Result<Vec<String>, TestDbError> {
+        let rows = self
+            .pool
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT datname FROM pg_database WHERE starts_with(datname, $1) ORDER BY datname",
+                [Value::from(prefix)],
+            ))
+            .await
+            .map_err(|error| {
+                self.failed("listing databases", &error, "check the server is healthy")
+            })?;
+        rows.iter()
+            .map(|row| row.try_get::<String>("", "datname"))
+            .collect::<Result<_, _>>()
+            .map_err(|error| {
+                self.failed("listing databases", &error, "check the server is healthy")
+            })
+    }
+
+    async fn database_is_template(&self, name: &str) -> Result<Option<bool>, TestDbError> {
+        let row = self
+            .pool
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT datistemplate FROM pg_database WHERE datname = $1",
+                [Value::from(name)],
+            ))
+            .await
+            .map_err(|error| {
+                self.failed(
+                    "looking up the template database",
+                    &error,
+                    "check the server is healthy",
+                )
+            })?;
+        row.map(|row| row.try_get::<bool>("", "datistemplate"))
+            .transpose()
+            .map_err(|error| {
+                self.failed(
+                    "looking up the template database",
+                    &error,
+                    "check the server is healthy",
+                )
+            })
+    }
+
+    async fn create_database_from(
+        &self,
+        name: &str,
+        source: &str,
+        strategy: CloneStrategy,
+    ) -> Result<(), TestDbError> {
+        let strategy_clause = if self.server_major_version >= 15 {
+            format!(" STRATEGY {}", strategy.sql_keyword())
+        } else {
+            String::new()
+        };
+        self.execute(
+            &format!("CREATE DATABASE {} TEMPLATE {}{strategy_clause}", quote_identifier(name), quote_identifier(source)),
+            &format!("creating test database {name} from {source}"),
+            "grant the DATABASE_URL user CREATEDB and close sessions connected to the template, or run `cargo xtask db-test`",
+        )
+        .await
+    }
+
+    async fn drop_database_force(&self, name: &str) -> Result<(), TestDbError> {
+        self.execute(
+            &format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                quote_identifier(name)
+            ),
+            &format!("dropping database {name}"),
+            "`testdb cleanup` (run by `cargo xtask db-test`) retries it",
+        )
+        .await
+    }
+
+    async fn mark_kept(&self, name: &str) -> Result<(), TestDbError> {
+        self.execute(
+            &format!(
+                "COMMENT ON DATABASE {} IS '{KEPT_DATABASE_COMMENT}'",
+                quote_identifier(name)
+            ),
+            &format!("marking test database {name} as kept"),
+            "`testdb cleanup` may drop it; inspect it before the next run",
+        )
+        .await
+    }
+
+    async fn drop_idle_test_databases(&self, kept: KeptDatabases) -> Result<usize, TestDbError> {
+        let rows = self
+            .pool
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT d.datname FROM pg_database d \
+                 WHERE starts_with(d.datname, $1) \
+                   AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datid = d.oid) \
+                   AND ($2 OR shobj_description(d.oid, 'pg_database') IS DISTINCT FROM $3) \
+                 ORDER BY d.datname",
+                [
+                    Value::from(self.server.test_database_prefix()),
+                    Value::from(kept == KeptDatabases::Drop),
+                    Value::from(KEPT_DATABASE_COMMENT),
+                ],
+            ))
+            .await
+            .map_err(|error| {
+                self.failed(
+                    "listing stale test databases",
+                    &error,
+                    "check the server is healthy",
+                )
+            })?;
+
+        let mut dropped = 0;
+        for row in rows {
+            let name: String = row.try_get("", "datname").map_err(|error| {
+                self.failed(
+                    "listing stale test databases",
+                    &error,
+                    "check the server is healthy",
+                )
+            })?;
+            // Without FORCE: a database that gained a session since the listing is in use after all.
+            let statement = format!("DROP DATABASE IF EXISTS {}", quote_identifier(&name));
+            match self.pool.execute_unprepared(&statement).await {
+                Ok(_) => dropped += 1,
+                Err(error) if sqlstate(&error).as_deref() == Some(OBJECT_IN_USE) => {}
+                Err(error) => {
+                    return Err(self.failed(
+                        &format!("dropping stale test database {name}"),
+                        &error,
+                        "drop it by hand",
+                    ));
+                }
+            }
+        }
+        Ok(dropped)
+    }
+
+    async fn execute(
+        &self,
+        sql: &str,
+        action: &str,
+        remedy: &'static str,
+    ) -> Result<(), TestDbError> {
+        self.pool
+            .execute_unprepared(sql)
+            .await
+            .map(|_| ())
+            .map_err(|error| self.failed(action, &error, remedy))
+    }
+
+    fn failed(&self, action: &str, error: &DbErr, remedy: &'static str) -> TestDbError {
+        TestDbError::Failed {
+            action: action.to_owned(),
+            cause: self.server.scrub(&describe_db_error(error)),
+            remedy,
+        }
+    }
+}
+
+const INVALID_CATALOG_NAME: &str = "3D000";
+const OBJECT_IN_USE: &str = "55006";
+
+/// The admin connection for this process; an error is cached too, so that every test of a run
+/// without a server fails at once instead of each waiting for its own timeout.
+async fn admin() -> Result<Arc<Admin>, TestDbError> {
+    static ADMIN: OnceCell<Result<Arc<Admin>, TestDbError>> = OnceCell::const_new();
+    ADMIN
+        .get_or_init(|| async {
+            let server = Server::from_env()?;
+            Admin::connect(server).await.map(Arc::new)
+        })
+        .await
+        .clone()
+}
+
+async fn prepared_template(admin: &Admin) -> Result<String, TestDbError> {
+    static TEMPLATE: OnceCell<Result<String, TestDbError>> = OnceCell::const_new();
+    TEMPLATE
+        .get_or_init(|| admin.ensure_template())
+        .await
+        .clone()
+}
+
+/// A multi-threaded runtime that never shuts down, so the admin pool outlives every test's runtime
+/// and `Drop` can wait for it without blocking the runtime it is called from.
+fn admin_runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("db-testing-admin")
+            .enable_all()
+            .build()
+            .expect("the db::testing admin runtime starts (threads and timers are available)")
+    })
+}
+
+async fn on_admin_runtime<T, F>(work: F) -> T
+where
+    F: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    match admin_runtime().spawn(work).await {
+        Ok(output) => output,
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        Err(error) => panic!("db::testing admin task ended unexpectedly: {error}"),
+    }
+}
+
+/// `None` when `work` did not finish within `timeout`.
+fn block_on_admin_runtime<T, F>(work: F, timeout: Duration) -> Option<T>
+where
+    F: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let (sender, receiver) = mpsc::channel();
+    admin_runtime().spawn(async move {
+        let _ = sender.send(work.await);
+    });
+    receiver.recv_timeout(timeout).ok()
+}
+
+async fn connect_pool(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .max_connections(max_connections)
+        .min_connections(0)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .acquire_timeout(CONNECT_TIMEOUT)
+        .sqlx_logging(false);
+    Database::connect(options).await
+}
+
+/// The connection pool retries a refused connection until its timeout and then reports only
+/// "timed out"; a plain TCP connect first tells "nothing listens there" apart, and quickly.
+async fn probe_tcp(server: &Server) -> Result<(), TestDbError> {
+    let socket_in_query = server.url.query_pairs().any(|(key, _)| key == "host");
+    let host = match server.url.host_str() {
+        Some(host) if !host.is_empty() && !socket_in_query => host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned(),
+        _ => return Ok(()),
+    };
+    let port = server.url.port().unwrap_or(5432);
+    let probed = tokio::task::spawn_blocking(move || {
+        let addresses = (host.as_str(), port)
+            .to_socket_addrs()
+            .map_err(|error| format!("cannot resolve host {host}: {error}"))?;
+        let mut last_failure = format!("host {host} has no address");
+        for address in addresses {
+            match TcpStream::connect_timeout(&address, TCP_PROBE_TIMEOUT) {
+                Ok(_) => return Ok(()),
+                Err(error) => last_failure = describe_io_error(&error),
+            }
+        }
+        Err(last_failure)
+    })
+    .await
+    .unwrap_or_else(|error| Err(format!("probe failed: {error}")));
+    probed.map_err(|cause| TestDbError::Unreachable {
+        url: server.redacted_url(),
+        cause,
+    })
+}
+
+fn describe_io_error(error: &io::Error) -> String {
+    match error.kind() {
+        io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
+            format!("no answer within {}s", TCP_PROBE_TIMEOUT.as_secs())
+        }
+        _ => one_line(&error.to_string()),
+    }
+}
+
+fn unreachable(server: &Server, error: &DbErr) -> TestDbError {
+    TestDbError::Unreachable {
+        url: server.redacted_url(),
+        cause: server.scrub(&describe_db_error(error)),
+    }
+}
+
+/// The server's own message when there is one, rather than sea-orm's nested wrappers.
+fn describe_db_error(error: &DbErr) -> String {
+    if let Some(database_error) = sqlx_error(error).and_then(|error| error.as_database_error()) {
+        return database_error.message().to_owned();
+    }
+    match sqlx_error(error) {
+        Some(sqlx::Error::PoolTimedOut) => {
+            format!("no connection within {}s", CONNECT_TIMEOUT.as_secs())
+        }
+        Some(sqlx_error) => sqlx_error.to_string(),
+        None => error.to_string(),
+    }
+}
+
+fn sqlx_error(error: &DbErr) -> Option<&sqlx::Error> {
+    match error {
+        DbErr::Conn(RuntimeErr::SqlxError(error))
+        | DbErr::Exec(RuntimeErr::SqlxError(error))
+        | DbErr::Query(RuntimeErr::SqlxError(error)) => Some(error.as_ref()),
+        _ => None,
+    }
+}
+
+fn sqlstate(error: &DbErr) -> Option<String> {
+    sqlx_error(error)?
+        .as_database_error()?
+        .code()
+        .map(|code| code.into_owned())
+}
+
+fn template_name(base_name: &str, server_major_version: u32) -> String {
+    let mut hash = fnv1a(FNV_OFFSET_BASIS, MIGRATIONS_FINGERPRINT.as_bytes());
+    hash = fnv1a(hash, format!(":pg{server_major_version}").as_bytes());
+    format!("{base_name}_tpl_{:012x}", hash & 0xffff_ffff_ffff)
+}
+
+fn template_lock_key() -> i64 {
+    fnv1a(FNV_OFFSET_BASIS, TEMPLATE_LOCK_NAME.as_bytes()) as i64
+}
+
+const FNV_OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
+    for byte in bytes {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(FNV_PRIME);
+    }
+    hash
+}
+
+/// Lowercase ASCII letters, digits and `_` only, so that generated names need no escaping beyond
+/// quoting and stay within the identifier limit.
+fn sanitize_base_name(database: &str) -> String {
+    let sanitized: String = database
+        .chars()
+        .map(|character| character.to_ascii_lowercase())
+        .map(|character| {
+            if character.is_ascii_alphanumeric() || character == '_' {
+                character
+            } else {
+                '_'
+            }
+        })
+        .take(MAX_BASE_NAME_BYTES)
+        .collect();
+    if sanitized.is_empty() {
+        "db".to_owned()
+    } else {
+        sanitized
+    }
+}
+
+fn quote_identifier(identifier: &str) -> String {
+    format!("\"{}\"", identifier.replace('"', "\"\""))
+}
+
+fn redact_url(url: Url) -> String {
+    crate::connection::redact(url.as_str())
+}
+
+fn keep_on_failure_requested() -> bool {
+    matches!(
+        std::env::var(KEEP_ON_FAILURE_ENV).as_deref(),
+        Ok("1") | Ok("true") | Ok("yes")
+    )
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let escaped = bytes
+            .get(index + 1..index + 3)
+            .and_then(|hex| std::str::from_utf8(hex).ok());
+        match (
+            bytes[index],
+            escaped.and_then(|hex| u8::from_str_radix(hex, 16).ok()),
+        ) {
+            (b'%', Some(byte)) => {
+                decoded.push(byte);
+                index += 3;
+            }
+            (byte, _) => {
+                decoded.push(byte);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_name_is_lowercase_identifier_characters_within_limit() {
+        assert_eq!(sanitize_base_name("My-App.db"), "my_app_db");
+        assert_eq!(sanitize_base_name(""), "db");
+        assert_eq!(
+            sanitize_base_name(&"x".repeat(100)).len(),
+            MAX_BASE_NAME_BYTES
+        );
+    }
+
+    #[test]
+    fn template_name_fits_identifier_limit_and_depends_on_server_version() {
+        let base = "x".repeat(MAX_BASE_NAME_BYTES);
+        let on_15 = template_name(&base, 15);
+        assert!(on_15.len() <= MAX_IDENTIFIER_BYTES, "{on_15}");
+        assert_ne!(on_15, template_name(&base, 16));
+        assert_eq!(on_15, template_name(&base, 15));
+    }
+
+    #[test]
+    fn redacted_urls_and_error_text_hide_the_password() {
+        let server = Server::parse("postgres://app:s%40cret@127.0.0.1:5432/App").unwrap();
+        assert_eq!(server.base_name, "app");
+        assert_eq!(
+            server.redacted_url(),
+            "postgres://app:***@127.0.0.1:5432/App"
+        );
+        assert_eq!(
+            server.redacted_database_url("app_test_1"),
+            "postgres://app:***@127.0.0.1:5432/app_test_1"
+        );
+        assert_eq!(
+            server.scrub("auth failed for s@cret\nand s%40cret"),
+            "auth failed for *** and ***"
+        );
+    }
+
+    #[test]
+    fn url_without_database_uses_the_user_name() {
+        let server = Server::parse("postgres://carol@localhost").unwrap();
+        assert_eq!(server.base_name, "carol");
+        assert!(matches!(
+            Server::parse("mysql://a@b/c"),
+            Err(TestDbError::InvalidUrl { .. })
+        ));
+    }
+
+    #[test]
+    fn unreachable_message_is_one_line_and_names_the_fix() {
+        let error = TestDbError::Unreachable {
+            url: "postgres://app:***@127.0.0.1:5432/app".into(),
+            cause: "connection refused".into(),
+        };
+        assert_eq!(
+            error.to_string(),
+            "no PostgreSQL reachable at postgres://app:***@127.0.0.1:5432/app (connection refused): run `cargo xtask db-test`"
+        );
+    }
+}
