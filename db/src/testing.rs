@@ -53,9 +53,9 @@ const DROP_TIMEOUT: Duration = Duration::from_secs(60);
 /// The `STRATEGY` of `CREATE DATABASE … TEMPLATE …` (PostgreSQL 15 and later).
 ///
 /// Which one is faster depends on the server's durability (`testdb measure` compares them): each
-/// `FILE_COPY` forces two checkpoints, which are nearly free with `fsync = off` (the RAM-backed
-/// test server: 8.1 ms vs 9.9 ms median for clone + connect) but expensive on a durable server
-/// (116 ms vs 76 ms). [`CloneStrategy::for_server`] picks accordingly.
+/// `FILE_COPY` forces two checkpoints, which are nearly free with `fsync = off` (RAM-backed test
+/// server, median clone + connect: FILE_COPY 8.1–9.0 ms, WAL_LOG 9.9–11.1 ms) but expensive on a
+/// durable one (FILE_COPY 116 ms, WAL_LOG 76 ms). [`CloneStrategy::for_server`] picks accordingly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloneStrategy {
     /// Copies the template block by block through the write-ahead log.
@@ -215,7 +215,10 @@ impl TestDb {
                 connection: Some(connection),
             }),
             Err(error) => {
-                let cause = one_line(&error.to_string());
+                let cause = match Server::parse(&url) {
+                    Ok(server) => server.scrub(&describe_db_error(&error)),
+                    Err(_) => one_line(&describe_db_error(&error)),
+                };
                 let dropped_name = name.clone();
                 on_admin_runtime(
                     async move { admin().await?.drop_database_force(&dropped_name).await },
@@ -497,7 +500,7 @@ impl Admin {
             .await
             .map_err(|error| {
                 self.failed(
-                    "reading the server version",
+                    "reading the server settings",
                     &error,
                     "check DATABASE_URL points at PostgreSQL",
                 )
@@ -505,7 +508,7 @@ impl Admin {
             .expect("SELECT returns one row");
         let read = |error: DbErr| {
             self.failed(
-                "reading the server version",
+                "reading the server settings",
                 &error,
                 "check DATABASE_URL points at PostgreSQL",
             )

@@ -4,7 +4,10 @@ use std::{io::IsTerminal, process::ExitCode};
 
 use anyhow::Result;
 
-use crate::backend::{self, BackendChoice, Ctx};
+use crate::{
+    backend::{self, BackendChoice, Ctx},
+    process,
+};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -17,8 +20,11 @@ pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
     let selected = backend::select(ctx, choice)?;
     selected.announce(ctx);
     let interactive = std::io::stdin().is_terminal();
-    selected
+    let psql = selected
         .backend
-        .run_client(ctx, "psql", &args.psql_args, interactive)?;
+        .client_command(ctx, "psql", &ctx.cfg.database, interactive)?
+        .args(&args.psql_args)
+        .quiet();
+    process::run_passthrough(psql)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -6,8 +6,9 @@ use anyhow::Result;
 
 use crate::{
     backend::{self, BackendChoice, Ctx},
-    migration_cli::{self, ChildFailed},
+    migration_cli,
     pg::Client,
+    process::ChildFailed,
     ui,
 };
 

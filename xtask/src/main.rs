@@ -6,6 +6,7 @@ mod backend;
 mod bench;
 mod config;
 mod db_down;
+mod db_dump;
 mod db_logs;
 mod db_migrate;
 mod db_psql;
@@ -17,6 +18,7 @@ mod db_test;
 mod db_up;
 mod migration_cli;
 mod pg;
+mod process;
 mod ui;
 
 use std::{
@@ -77,6 +79,11 @@ enum Command {
         after_help = "Examples:\n  cargo xtask db-psql\n  cargo xtask db-psql -- -c 'select count(*) from projects'"
     )]
     DbPsql(db_psql::Args),
+    /// Write db/schema.sql from a scratch database migrated to head, or check that it is current.
+    #[command(
+        after_help = "Examples:\n  cargo xtask db-dump\n  cargo xtask db-dump --check   # exit 1, with a diff, when db/schema.sql is stale"
+    )]
+    DbDump(db_dump::Args),
     /// Bring PostgreSQL up, then apply pending migrations.
     #[command(
         after_help = "Examples:\n  cargo xtask db-migrate\n  cargo xtask db-migrate --steps 1"
@@ -109,7 +116,7 @@ fn main() -> ExitCode {
     match run() {
         Ok(code) => code,
         Err(error) => {
-            if let Some(code) = migration_cli::ChildFailed::exit_code(&error) {
+            if let Some(code) = process::ChildFailed::exit_code(&error) {
                 return code;
             }
             // `{:#}` keeps the whole chain on one line; the backtrace stays out.
@@ -144,6 +151,7 @@ fn run() -> Result<ExitCode> {
         Command::DbStatus(args) => db_status::run(&ctx, choice, args),
         Command::DbLogs(args) => db_logs::run(&ctx, choice, args),
         Command::DbPsql(args) => db_psql::run(&ctx, choice, args),
+        Command::DbDump(args) => db_dump::run(&ctx, choice, args),
         Command::DbMigrate(args) => db_migrate::run(&ctx, choice, args),
         Command::DbRollback(args) => db_rollback::run(&ctx, choice, args),
         Command::DbReset(args) => db_reset::run(&ctx, choice, args),

@@ -223,3 +223,27 @@ fn an_unreachable_external_server_times_out_with_the_last_error() {
     let down = project.xtask(&["db-down"]);
     down.assert_one_line_error("not managed by xtask");
 }
+
+#[test]
+fn a_stale_schema_file_fails_the_dump_check() {
+    let Some(project) = Project::local() else {
+        return;
+    };
+    let committed =
+        fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../db/schema.sql")).unwrap();
+    let copy = project.state_dir().join("schema.sql");
+    fs::write(&copy, &committed).unwrap();
+    let current = project.with_env("DB_SCHEMA_FILE", copy.to_str().unwrap());
+    let check = current.xtask(&["db-dump", "--check"]);
+    check.assert_success();
+    assert!(check.stderr.contains("is up to date"), "{}", check.stderr);
+
+    fs::write(&copy, committed.replace("description text,\n", "")).unwrap();
+    let stale = current.xtask(&["db-dump", "--check"]);
+    stale.assert_one_line_error("is stale");
+    assert!(
+        stale.stdout.contains("+    description text,"),
+        "the diff shows the missing column:\n{}",
+        stale.stdout
+    );
+}

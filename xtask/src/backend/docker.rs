@@ -340,13 +340,13 @@ impl Backend for Docker {
             .context("compose logs failed")
     }
 
-    fn run_client(
+    fn client_command<'a>(
         &self,
-        ctx: &Ctx,
+        ctx: &'a Ctx,
         program: &str,
-        args: &[String],
+        database: &str,
         interactive: bool,
-    ) -> Result<()> {
+    ) -> Result<xshell::Cmd<'a>> {
         if self.is_running(ctx)?.is_none() {
             bail!("the postgres container is not running: start it with `cargo xtask db-up`");
         }
@@ -363,15 +363,10 @@ impl Backend for Docker {
             "--username",
             &cfg.user,
             "--dbname",
-            &cfg.database,
+            database,
         ]);
         // The password reaches the container through the environment, never the command line.
-        self.compose(ctx, &exec)
-            .env("PGPASSWORD", &cfg.password)
-            .args(args)
-            .quiet()
-            .run()
-            .with_context(|| format!("{program} in the container failed"))
+        Ok(self.compose(ctx, &exec).env("PGPASSWORD", &cfg.password))
     }
 }
 

@@ -32,20 +32,16 @@ impl Backend for External {
         )
     }
 
-    fn run_client(
+    fn client_command<'a>(
         &self,
-        ctx: &Ctx,
+        ctx: &'a Ctx,
         program: &str,
-        args: &[String],
+        database: &str,
         _interactive: bool,
-    ) -> Result<()> {
+    ) -> Result<xshell::Cmd<'a>> {
         let client = which::which(program).with_context(|| {
             format!("{program} is not installed: install the PostgreSQL client (apt install postgresql-client, brew install libpq)")
         })?;
-        client_env(ctx, ctx.sh.cmd(client))
-            .args(args)
-            .quiet()
-            .run()
-            .with_context(|| format!("{program} failed"))
+        Ok(client_env(ctx, ctx.sh.cmd(client), database))
     }
 }

@@ -380,24 +380,20 @@ impl Backend for Local {
         }
     }
 
-    fn run_client(
+    fn client_command<'a>(
         &self,
-        ctx: &Ctx,
+        ctx: &'a Ctx,
         program: &str,
-        args: &[String],
+        database: &str,
         _interactive: bool,
-    ) -> Result<()> {
+    ) -> Result<xshell::Cmd<'a>> {
         let client = self.bin(program);
         let client = if is_executable(&client) {
             client
         } else {
             which::which(program).with_context(|| format!("{program} is not installed"))?
         };
-        client_env(ctx, ctx.sh.cmd(client))
-            .args(args)
-            .quiet()
-            .run()
-            .with_context(|| format!("{program} failed"))
+        Ok(client_env(ctx, ctx.sh.cmd(client), database))
     }
 
     fn create_database(&self, ctx: &Ctx) -> Result<()> {
@@ -406,7 +402,7 @@ impl Backend for Local {
 }
 
 /// Connection settings for libpq clients; the password travels in the environment, not in argv.
-pub fn client_env<'a>(ctx: &Ctx, cmd: xshell::Cmd<'a>) -> xshell::Cmd<'a> {
+pub fn client_env<'a>(ctx: &Ctx, cmd: xshell::Cmd<'a>, database: &str) -> xshell::Cmd<'a> {
     let cfg = &ctx.cfg;
     cmd.env(
         "PGHOST",
@@ -415,7 +411,7 @@ pub fn client_env<'a>(ctx: &Ctx, cmd: xshell::Cmd<'a>) -> xshell::Cmd<'a> {
     .env("PGPORT", cfg.port.to_string())
     .env("PGUSER", &cfg.user)
     .env("PGPASSWORD", &cfg.password)
-    .env("PGDATABASE", &cfg.database)
+    .env("PGDATABASE", database)
 }
 
 fn is_root(ctx: &Ctx) -> Result<bool> {

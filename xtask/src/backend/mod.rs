@@ -83,14 +83,15 @@ pub trait Backend {
     /// Prints the server's log, following it with `follow`.
     fn logs(&self, ctx: &Ctx, follow: bool) -> Result<()>;
 
-    /// Runs a PostgreSQL client program (`psql`, `pg_dump`) against the target database.
-    fn run_client(
+    /// A PostgreSQL client program (`psql`, `pg_dump`) set up to reach `database` on this server,
+    /// with the password in its environment rather than on its command line.
+    fn client_command<'a>(
         &self,
-        ctx: &Ctx,
+        ctx: &'a Ctx,
         program: &str,
-        args: &[String],
+        database: &str,
         interactive: bool,
-    ) -> Result<()>;
+    ) -> Result<xshell::Cmd<'a>>;
 
     /// Called when the target database does not exist on a running server.
     fn create_database(&self, ctx: &Ctx) -> Result<()> {
