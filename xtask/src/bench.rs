@@ -1,18 +1,318 @@
-//! `cargo xtask bench`: per-test database cost, local start-up and no-op migrations, as a table.
+//! `cargo xtask bench`: per-test database cost, local start-up and no-op migrations, as one table.
 
-use std::process::ExitCode;
+use std::{
+    fmt::Write as _,
+    fs,
+    net::TcpListener,
+    process::{Command, ExitCode},
+    time::{Duration, Instant},
+};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
-use crate::backend::{BackendChoice, Ctx};
+use crate::{
+    backend::{BackendChoice, Ctx},
+    bins::{cargo, workspace_bin},
+    db_test::test_server,
+    ui,
+};
+
+const BENCHMARKS_FILE: &str = "BENCHMARKS.md";
+const SECTION_START: &str = "<!-- bench:start -->";
+const SECTION_END: &str = "<!-- bench:end -->";
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Also write the table into BENCHMARKS.md.
+    /// Also write the table into BENCHMARKS.md, between its bench markers.
     #[arg(long)]
     pub markdown: bool,
+
+    /// Samples per measurement of the per-test database (fewer for the slow peer approach).
+    #[arg(long, default_value = "30", value_parser = crate::parse_steps, value_name = "N")]
+    pub runs: u32,
 }
 
-pub fn run(_ctx: &Ctx, _choice: BackendChoice, _args: Args) -> Result<ExitCode> {
-    bail!("bench is not available yet")
+/// One line of the table.
+struct Row {
+    what: String,
+    runs: usize,
+    median_ms: f64,
+    note: String,
+}
+
+pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
+    let mut rows = Vec::new();
+
+    let test_ctx = test_server(ctx, choice, Duration::from_secs(60))?;
+    let server = test_ctx.as_ref().unwrap_or(ctx);
+    ui::info(
+        "measuring per-test databases (template clone against fresh database + full migration)",
+    );
+    per_test_database(server, args.runs, &mut rows)?;
+
+    match LocalScratch::new() {
+        Some(scratch) => {
+            ui::info("measuring the local backend's start-up and a no-op db-migrate");
+            local_backend(&scratch, &mut rows)?;
+        }
+        None => ui::warn("no PostgreSQL server binaries: the local backend rows are skipped"),
+    }
+
+    let table = render(&rows);
+    println!("{table}");
+    if args.markdown {
+        write_markdown(ctx, &table, args.runs)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn per_test_database(ctx: &Ctx, runs: u32, rows: &mut Vec<Row>) -> Result<()> {
+    let db_bench = workspace_bin(ctx, "db-bench")?;
+    let out = Command::from(
+        ctx.sh
+            .cmd(db_bench)
+            .arg(runs.to_string())
+            .env("DATABASE_URL", ctx.cfg.url.as_str())
+            .quiet(),
+    )
+    .output()
+    .context("cannot run db-bench")?;
+    if !out.status.success() {
+        bail!("db-bench failed: {}", crate::backend::stderr_line(&out));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut strategy = String::new();
+    let mut results = Vec::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        match fields.as_slice() {
+            ["info", "strategy", name, fsync] => strategy = format!("{name}, {fsync}"),
+            ["result", metric, migrations, median, samples] => results.push((
+                metric.to_string(),
+                migrations.parse::<u32>().unwrap_or(0),
+                median.parse::<f64>().unwrap_or(f64::NAN),
+                samples.parse::<usize>().unwrap_or(0),
+            )),
+            _ => {}
+        }
+    }
+    let median_of = |metric: &str, n: u32| {
+        results
+            .iter()
+            .find(|(m, k, _, _)| m == metric && *k == n)
+            .map_or(f64::NAN, |r| r.2)
+    };
+    for n in [1, 50, 200] {
+        for (metric, label) in [
+            ("clone", "per-test database: template clone + connect"),
+            ("peer", "per-test database: fresh + full migrate (peer)"),
+            ("floor", "server's CREATE DATABASE … TEMPLATE (floor)"),
+        ] {
+            let Some((_, _, median, samples)) =
+                results.iter().find(|(m, k, _, _)| m == metric && *k == n)
+            else {
+                continue;
+            };
+            let note = match metric {
+                "clone" if n == 1 => format!("target ≤ 15 ms; {strategy}"),
+                "clone" => format!(
+                    "{:.2}× the 1-migration clone (target ≤ 1.5×)",
+                    median / median_of("clone", 1)
+                ),
+                "peer" => format!(
+                    "{:.1}× the clone (target ≥ 10× at 200)",
+                    median / median_of("clone", n)
+                ),
+                _ => String::new(),
+            };
+            rows.push(Row {
+                what: format!("{label}, {n} migration{}", if n == 1 { "" } else { "s" }),
+                runs: *samples,
+                median_ms: *median,
+                note,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A throwaway local-backend project on a free port, driven through this very xtask binary.
+struct LocalScratch {
+    state: tempfile::TempDir,
+    port: u16,
+}
+
+impl LocalScratch {
+    fn new() -> Option<LocalScratch> {
+        let has_binaries = Command::new(std::env::current_exe().ok()?)
+            .arg("--help")
+            .output()
+            .is_ok()
+            && (which::which("initdb").is_ok() || fs::read_dir("/usr/lib/postgresql").is_ok());
+        if !has_binaries {
+            return None;
+        }
+        let state = tempfile::Builder::new()
+            .prefix("xtask-bench-")
+            .tempdir()
+            .ok()?;
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(state.path(), fs::Permissions::from_mode(0o755)).ok()?;
+        let port = TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        Some(LocalScratch { state, port })
+    }
+
+    fn command(&self, program: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .env("DB_BACKEND", "local")
+            .env("DB_STATE_DIR", self.state.path())
+            .env(
+                "DATABASE_URL",
+                format!("postgres://app:app@127.0.0.1:{}/app", self.port),
+            )
+            .env_remove("CI");
+        cmd
+    }
+
+    /// Times `xtask ARGS`, run directly, so cargo's own check is not counted.
+    fn time_xtask(&self, args: &[&str]) -> Result<f64> {
+        let exe = std::env::current_exe().context("cannot find the xtask binary")?;
+        time(self.command(exe.to_str().context("xtask's path is not UTF-8")?, args))
+    }
+}
+
+impl Drop for LocalScratch {
+    fn drop(&mut self) {
+        if let Ok(exe) = std::env::current_exe()
+            && let Some(exe) = exe.to_str()
+        {
+            let _ = self.command(exe, &["-q", "db-down", "--volumes"]).output();
+        }
+    }
+}
+
+fn time(mut cmd: Command) -> Result<f64> {
+    let started = Instant::now();
+    let out = cmd.output().context("cannot run the measured command")?;
+    let elapsed = started.elapsed().as_secs_f64() * 1000.0;
+    if !out.status.success() {
+        bail!(
+            "a measured command failed: {}",
+            crate::backend::stderr_line(&out)
+        );
+    }
+    Ok(elapsed)
+}
+
+fn local_backend(scratch: &LocalScratch, rows: &mut Vec<Row>) -> Result<()> {
+    const RUNS: usize = 5;
+    let (mut cold, mut warm, mut running, mut noop) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..RUNS {
+        scratch.time_xtask(&["-q", "db-down", "--volumes"])?;
+        cold.push(scratch.time_xtask(&["-q", "db-up"])?);
+        scratch.time_xtask(&["-q", "db-down"])?;
+        warm.push(scratch.time_xtask(&["-q", "db-up"])?);
+        running.push(scratch.time_xtask(&["-q", "db-up"])?);
+    }
+    let cargo = cargo();
+    let root = crate::project_root();
+    let xtask_migrate = |scratch: &LocalScratch| {
+        let mut cmd = scratch.command(&cargo, &["xtask", "-q", "db-migrate"]);
+        cmd.current_dir(&root);
+        time(cmd)
+    };
+    xtask_migrate(scratch)?;
+    for _ in 0..RUNS {
+        noop.push(xtask_migrate(scratch)?);
+    }
+    for (what, samples, note) in [
+        (
+            "local backend: cold start (initdb to ready)",
+            &cold,
+            "target ≤ 1.0 s; xtask db-up, no cargo",
+        ),
+        (
+            "local backend: warm start (data kept, server stopped)",
+            &warm,
+            "xtask db-up, no cargo",
+        ),
+        (
+            "local backend: already running",
+            &running,
+            "target ≤ 0.1 s; xtask db-up, no cargo",
+        ),
+        (
+            "`cargo xtask db-migrate`, nothing pending",
+            &noop,
+            "target ≤ 1.0 s; cargo's checks included",
+        ),
+    ] {
+        rows.push(Row {
+            what: what.into(),
+            runs: samples.len(),
+            median_ms: median(samples),
+            note: note.into(),
+        });
+    }
+    Ok(())
+}
+
+fn median(samples: &[f64]) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+fn render(rows: &[Row]) -> String {
+    let mut out = String::from("| measurement | runs | median | notes |\n|---|---:|---:|---|\n");
+    for row in rows {
+        let median = if row.median_ms >= 1000.0 {
+            format!("{:.2} s", row.median_ms / 1000.0)
+        } else {
+            format!("{:.1} ms", row.median_ms)
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {median} | {} |",
+            row.what, row.runs, row.note
+        );
+    }
+    out
+}
+
+fn write_markdown(ctx: &Ctx, table: &str, runs: u32) -> Result<()> {
+    let path = ctx.cfg.root.join(BENCHMARKS_FILE);
+    let existing = fs::read_to_string(&path)
+        .unwrap_or_else(|_| format!("# Benchmarks\n\n{SECTION_START}\n{SECTION_END}\n"));
+    let (Some(start), Some(end)) = (existing.find(SECTION_START), existing.find(SECTION_END))
+    else {
+        bail!(
+            "{BENCHMARKS_FILE} has no {SECTION_START} … {SECTION_END} markers: add them where the table goes"
+        );
+    };
+    let machine = format!(
+        "{} cores, {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::env::consts::ARCH
+    );
+    let section = format!(
+        "{SECTION_START}\nMeasured in one run with `cargo xtask bench --markdown --runs {runs}` on {machine}; medians.\n\n{table}{SECTION_END}"
+    );
+    let updated = format!(
+        "{}{section}{}",
+        &existing[..start],
+        &existing[end + SECTION_END.len()..]
+    );
+    fs::write(&path, updated).with_context(|| format!("cannot write {}", path.display()))?;
+    ui::info(format!("wrote the table into {BENCHMARKS_FILE}"));
+    Ok(())
 }

@@ -1,8 +1,17 @@
-//! Runs the `migration` crate's command line, which links SeaORM so that xtask does not have to.
+//! Builds and runs the workspace's own binaries (`migration`, `testdb`, `db-bench`), which link
+//! SeaORM so that xtask does not have to.
+//!
+//! They are built with `cargo build --workspace --bins`, not `cargo run -p …`: a single package
+//! would resolve its dependencies' features on its own, and `cargo test --workspace` would then
+//! build sea-orm, sqlx and tokio a second time with the workspace's features.
 
-use std::path::Path;
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::OnceLock,
+};
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 
 use crate::{backend::Ctx, process, ui};
 
@@ -10,22 +19,78 @@ pub fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
 }
 
-/// `cargo run -p migration -- <args>` against the configured database, from `dir`.
+/// The path of the workspace binary `name`, built (once per xtask run) with the workspace's features.
+pub fn workspace_bin(ctx: &Ctx, name: &str) -> Result<PathBuf> {
+    static BUILT: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();
+    let built = match BUILT.get() {
+        Some(built) => built,
+        None => {
+            let built = build_workspace_bins(ctx)?;
+            BUILT.get_or_init(|| built)
+        }
+    };
+    built
+        .get(name)
+        .cloned()
+        .with_context(|| format!("the workspace has no binary named {name}"))
+}
+
+fn build_workspace_bins(ctx: &Ctx) -> Result<HashMap<String, PathBuf>> {
+    let cargo = cargo();
+    let cmd = ctx
+        .sh
+        .cmd(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "--workspace",
+            "--bins",
+            "--message-format=json-render-diagnostics",
+        ])
+        .quiet();
+    ui::debug(format!("$ {cmd}"));
+    let output = std::process::Command::from(cmd)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("cannot run cargo build")?;
+    if !output.status.success() {
+        bail!("building the workspace's binaries failed: see the compiler output above");
+    }
+    Ok(executables(&String::from_utf8_lossy(&output.stdout)))
+}
+
+/// Picks `(binary name, executable path)` out of cargo's JSON messages.
+fn executables(messages: &str) -> HashMap<String, PathBuf> {
+    let field = |line: &str, key: &str| -> Option<String> {
+        let start = line.find(&format!("\"{key}\":\""))? + key.len() + 4;
+        let end = start + line[start..].find('"')?;
+        Some(line[start..end].to_owned())
+    };
+    messages
+        .lines()
+        .filter(|line| line.contains("\"reason\":\"compiler-artifact\""))
+        .filter_map(|line| {
+            let executable = field(line, "executable")?;
+            let target = &line[line.find("\"target\":")?..];
+            Some((field(target, "name")?, PathBuf::from(executable)))
+        })
+        .collect()
+}
+
+/// Runs the `migration` binary against the configured database, from `dir`.
 pub fn run_in(ctx: &Ctx, dir: &Path, args: &[&str]) -> Result<()> {
     run_with_url(ctx, dir, ctx.cfg.url.as_str(), args)
 }
 
 pub fn run_with_url(ctx: &Ctx, dir: &Path, url: &str, args: &[&str]) -> Result<()> {
+    let migration = workspace_bin(ctx, "migration")?;
     let _dir = ctx.sh.push_dir(dir);
-    let cargo = cargo();
     let cmd = ctx
         .sh
-        .cmd(cargo)
-        .args(["run", "--quiet", "--package", "migration", "--"])
+        .cmd(migration)
         .args(args)
         // The URL carries the password: pass it in the environment, never in argv.
         .env("DATABASE_URL", url)
-        .ignore_status()
         .quiet();
     ui::debug(format!("$ {} (in {})", cmd, dir.display()));
     process::run_passthrough(cmd)
@@ -33,4 +98,22 @@ pub fn run_with_url(ctx: &Ctx, dir: &Path, url: &str, args: &[&str]) -> Result<(
 
 pub fn run(ctx: &Ctx, args: &[&str]) -> Result<()> {
     run_in(ctx, &ctx.cfg.root, args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn executables_come_from_compiler_artifacts() {
+        let messages = r#"{"reason":"compiler-artifact","package_id":"path+file:///w/migration#0.1.0","target":{"kind":["bin"],"crate_types":["bin"],"name":"migration","src_path":"/w/migration/src/main.rs"},"executable":"/w/target/debug/migration","fresh":true}
+{"reason":"compiler-artifact","package_id":"path+file:///w/db#0.1.0","target":{"kind":["lib"],"name":"db","src_path":"/w/db/src/lib.rs"},"executable":null,"fresh":true}
+{"reason":"build-finished","success":true}"#;
+        let found = executables(messages);
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            found["migration"],
+            PathBuf::from("/w/target/debug/migration")
+        );
+    }
 }

@@ -7,8 +7,8 @@ use xshell::cmd;
 
 use crate::{
     backend::{BackendChoice, Ctx},
+    bins,
     db_up::ensure_up,
-    migration_cli,
     pg::{self, Client},
     ui,
 };
@@ -77,7 +77,7 @@ pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
 
 fn dump_migrated(ctx: &Ctx, ready: &crate::db_up::Ready, scratch: &str) -> Result<String> {
     let url = ctx.cfg.url_for_database(scratch);
-    migration_cli::run_with_url(ctx, &ctx.cfg.root, url.as_str(), &["up"])?;
+    bins::run_with_url(ctx, &ctx.cfg.root, url.as_str(), &["up"])?;
     ready
         .selected
         .backend

@@ -6,8 +6,8 @@ use anyhow::Result;
 
 use crate::{
     backend::{BackendChoice, Ctx},
+    bins,
     db_up::ensure_up,
-    migration_cli,
 };
 
 #[derive(clap::Args)]
@@ -28,6 +28,6 @@ pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
     if let Some(steps) = &steps {
         command.extend(["-n", steps]);
     }
-    migration_cli::run(ctx, &command)?;
+    bins::run(ctx, &command)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -6,8 +6,9 @@ use anyhow::{Context, Result, bail};
 
 use crate::{
     backend::{BackendChoice, Ctx},
+    bins,
     db_up::ensure_up,
-    migration_cli, ui,
+    ui,
 };
 
 #[derive(clap::Args)]
@@ -33,7 +34,7 @@ pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
         "dropped everything in database {:?}",
         ctx.cfg.database
     ));
-    migration_cli::run(ctx, &["up"])?;
+    bins::run(ctx, &["up"])?;
     Ok(ExitCode::SUCCESS)
 }
 

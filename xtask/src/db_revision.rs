@@ -4,7 +4,7 @@ use std::{fs, path::Path, process::ExitCode};
 
 use anyhow::{Context, Result, bail};
 
-use crate::{backend::Ctx, migration_cli, ui};
+use crate::{backend::Ctx, bins, ui};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -23,7 +23,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode> {
         .with_context(|| format!("the generator cannot safely edit {}", lib.display()))?;
 
     let before = migration_files(&migration_dir)?;
-    migration_cli::run_in(ctx, &migration_dir, &["generate", &name])?;
+    bins::run_in(ctx, &migration_dir, &["generate", &name])?;
     let created: Vec<_> = migration_files(&migration_dir)?
         .into_iter()
         .filter(|f| !before.contains(f))

@@ -6,8 +6,8 @@ use anyhow::Result;
 
 use crate::{
     backend::{BackendChoice, Ctx},
+    bins,
     db_up::ensure_up,
-    migration_cli,
 };
 
 #[derive(clap::Args)]
@@ -23,6 +23,6 @@ pub struct Args {
 
 pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
     ensure_up(ctx, choice, args.timeout)?;
-    migration_cli::run(ctx, &["down", "-n", &args.steps.to_string()])?;
+    bins::run(ctx, &["down", "-n", &args.steps.to_string()])?;
     Ok(ExitCode::SUCCESS)
 }

@@ -6,7 +6,7 @@ use anyhow::Result;
 
 use crate::{
     backend::{self, BackendChoice, Ctx},
-    migration_cli,
+    bins,
     pg::Client,
     process::ChildFailed,
     ui,
@@ -39,7 +39,7 @@ pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
     } else {
         &["status"]
     };
-    match migration_cli::run(ctx, command) {
+    match bins::run(ctx, command) {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(error) => match ChildFailed::exit_code(&error) {
             Some(code) => Ok(code),

@@ -6,8 +6,9 @@ use anyhow::{Context, Result};
 
 use crate::{
     backend::{self, BackendChoice, BackendKind, Ctx, Local},
+    bins::{cargo, workspace_bin},
     db_up::bring_up,
-    migration_cli::cargo,
+    process::ChildFailed,
     ui,
 };
 
@@ -43,23 +44,8 @@ pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
     }
 
     ui::info("preparing the template database");
-    if !cargo_status(
-        ctx,
-        &[
-            "run",
-            "--quiet",
-            "--package",
-            "db",
-            "--bin",
-            "testdb",
-            "--",
-            "prepare",
-        ],
-    )?
-    .success()
-    {
-        return Ok(ExitCode::FAILURE);
-    }
+    let template = testdb(ctx, "prepare")?;
+    ui::info(format!("template database: {}", template.trim()));
 
     ui::info(format!("running the suite with {runner}"));
     let mut suite: Vec<&str> = if nextest {
@@ -75,23 +61,11 @@ pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
         status = cargo_status(ctx, &["test", "--workspace", "--doc"])?;
     }
 
-    let cleanup = cargo_status(
-        ctx,
-        &[
-            "run",
-            "--quiet",
-            "--package",
-            "db",
-            "--bin",
-            "testdb",
-            "--",
-            "cleanup",
-        ],
-    )?;
-    if !cleanup.success() {
-        ui::warn(
-            "could not drop the per-test databases; `cargo xtask db-test` drops them next time",
-        );
+    match testdb(ctx, "cleanup") {
+        Ok(dropped) => ui::debug(format!("dropped {} per-test databases", dropped.trim())),
+        Err(error) => ui::warn(format!(
+            "could not drop the per-test databases ({error:#}); `cargo xtask db-test` drops them next time"
+        )),
     }
     Ok(match status.code() {
         Some(0) => ExitCode::SUCCESS,
@@ -102,7 +76,7 @@ pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
 
 /// On the local backend, tests get a cluster of their own, tuned for speed; elsewhere
 /// (docker, a CI service) they use the same server, in databases of their own.
-fn test_server(ctx: &Ctx, choice: BackendChoice, timeout: Duration) -> Result<Option<Ctx>> {
+pub fn test_server(ctx: &Ctx, choice: BackendChoice, timeout: Duration) -> Result<Option<Ctx>> {
     let selected = backend::select(ctx, choice)?;
     if selected.kind() != BackendKind::Local {
         selected.announce(ctx);
@@ -124,6 +98,25 @@ fn test_server(ctx: &Ctx, choice: BackendChoice, timeout: Duration) -> Result<Op
     ui::info(format!("server:  {}", test_ctx.cfg.redacted_url()));
     bring_up(&test_ctx, &cluster, timeout)?;
     Ok(Some(test_ctx))
+}
+
+/// Runs `testdb <command>` (the `db` crate's helper binary) and returns what it prints.
+fn testdb(ctx: &Ctx, command: &str) -> Result<String> {
+    let testdb = workspace_bin(ctx, "testdb")?;
+    let output = std::process::Command::from(
+        ctx.sh
+            .cmd(testdb)
+            .arg(command)
+            .env("DATABASE_URL", ctx.cfg.url.as_str())
+            .quiet(),
+    )
+    .stderr(std::process::Stdio::inherit())
+    .output()
+    .with_context(|| format!("cannot run testdb {command}"))?;
+    if !output.status.success() {
+        return Err(ChildFailed(output.status.code().unwrap_or(1).clamp(1, 255) as u8).into());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 fn has_nextest(ctx: &Ctx) -> bool {

@@ -4,6 +4,7 @@
 
 mod backend;
 mod bench;
+mod bins;
 mod config;
 mod db_down;
 mod db_dump;
@@ -16,7 +17,6 @@ mod db_rollback;
 mod db_status;
 mod db_test;
 mod db_up;
-mod migration_cli;
 mod pg;
 mod process;
 mod ui;
