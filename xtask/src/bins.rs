@@ -3,7 +3,8 @@
 //!
 //! They are built with `cargo build --workspace --bins`, not `cargo run -p …`: a single package
 //! would resolve its dependencies' features on its own, and `cargo test --workspace` would then
-//! build sea-orm, sqlx and tokio a second time with the workspace's features.
+//! build sea-orm, sqlx and tokio a second time with the workspace's features. xtask itself is
+//! left out: it shares none of those crates, and rebuilding it would replace the running binary.
 
 use std::{
     collections::HashMap,
@@ -44,6 +45,8 @@ fn build_workspace_bins(ctx: &Ctx) -> Result<HashMap<String, PathBuf>> {
             "build",
             "--quiet",
             "--workspace",
+            "--exclude",
+            "xtask",
             "--bins",
             "--message-format=json-render-diagnostics",
         ])
