@@ -27,7 +27,6 @@ pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
 
 /// A server that accepts the configured credentials, and the backend that runs it.
 pub struct Ready {
-    #[allow(dead_code)] // read by db-test and bench
     pub selected: Selected,
     pub client: Client,
 }

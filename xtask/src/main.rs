@@ -21,11 +21,7 @@ mod pg;
 mod process;
 mod ui;
 
-use std::{
-    path::{Path, PathBuf},
-    process::ExitCode,
-    time::Duration,
-};
+use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, error::ErrorKind};
@@ -186,9 +182,13 @@ fn backend_choice(flag: Option<&str>, ctx: &Ctx) -> Result<BackendChoice> {
     }
 }
 
-/// The workspace root, found from this crate's manifest so any working directory works.
+/// The workspace root: `cargo run` sets `CARGO_MANIFEST_DIR` for the binary it starts, and the
+/// compile-time value covers running the binary directly.
 pub fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir
         .ancestors()
         .nth(1)
         .expect("xtask lives one level below the workspace root")

@@ -94,6 +94,12 @@ impl Project {
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
         cmd.args(args);
+        self.configure(&mut cmd);
+        cmd
+    }
+
+    /// Gives `cmd` this project's settings, and none of the caller's that would override them.
+    pub fn configure(&self, cmd: &mut Command) {
         for key in [
             "CI",
             "POSTGRES_USER",
@@ -105,7 +111,6 @@ impl Project {
             cmd.env_remove(key);
         }
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
-        cmd
     }
 
     pub fn xtask(&self, args: &[&str]) -> Run {
