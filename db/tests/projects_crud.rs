@@ -327,7 +327,7 @@ async fn blank_names_are_rejected_as_blank_name() {
     let test_db = TestDb::new().await;
     let db = test_db.conn();
 
-    for blank in ["", " ", "    "] {
+    for blank in ["", " ", "    ", "\t", "\n", " \t\r\n "] {
         let error = projects::create(db, new_project(blank)).await.unwrap_err();
         assert!(
             matches!(error, ProjectError::BlankName),

@@ -1,6 +1,10 @@
 //! SeaORM migrations for the application schema, applied in order by [`Migrator`].
 pub use sea_orm_migration::prelude::*;
 
+pub mod checksum;
+mod dry_run;
+#[cfg(test)]
+mod normalize;
 pub mod redact;
 pub mod runner;
 

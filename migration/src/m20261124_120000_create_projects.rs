@@ -58,9 +58,11 @@ impl MigrationTrait for Migration {
                             .not_null()
                             .default(Expr::current_timestamp()),
                     )
+                    // `\S` rather than btrim(): btrim strips spaces only, and a name of tabs
+                    // or newlines is blank too.
                     .check(Check::named(
                         Alias::new("projects_name_not_blank"),
-                        Func::cust("btrim").arg(Expr::col(Projects::Name)).ne(""),
+                        Expr::cust(r"name ~ '\S'"),
                     ))
                     .to_owned(),
             )

@@ -1,5 +1,6 @@
 //! The migration command line: parses arguments, serialises schema changes behind a
-//! PostgreSQL advisory lock and reports every migration applied or rolled back.
+//! PostgreSQL advisory lock, reports every migration applied or rolled back, refuses to
+//! build on applied migrations whose source was edited since, and previews pending ones.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -12,8 +13,10 @@ use sea_orm::{
     ConnAcquireErr, ConnectOptions, Database, DatabaseConnection, DbErr, EntityTrait, QueryOrder,
     RuntimeErr,
 };
-use sea_orm_migration::{MigratorTrait, SchemaManager, seaql_migrations};
+use sea_orm_migration::{MigrationTrait, MigratorTrait, SchemaManager, seaql_migrations};
 
+use crate::checksum::{self, WithChecksums};
+use crate::dry_run::{self, DryRunReport};
 use crate::redact::{redact_url, scrub_password};
 
 /// `init` and `generate` work on the crate in the current directory, as `sea-orm-cli` expects.
@@ -98,13 +101,26 @@ pub enum MigrateCommand {
     Reset,
     #[command(about = "Check the status of all migrations", display_order = 60)]
     Status {
-        #[arg(long, help = "Exit with status 1 when any migration is pending")]
+        #[arg(
+            long,
+            help = "Exit with status 1 when any migration is pending or was edited after it was applied"
+        )]
         check: bool,
     },
     #[command(about = "Apply pending migrations", display_order = 70)]
     Up {
         #[arg(short, long, help = "Number of pending migrations to apply")]
         num: Option<u32>,
+        #[arg(
+            long,
+            help = "Re-record the checksums of applied migrations that were edited since (local development only)"
+        )]
+        accept_changed: bool,
+        #[arg(
+            long,
+            help = "Print the SQL the pending migrations run, from a run that is rolled back; change nothing"
+        )]
+        dry_run: bool,
     },
     #[command(about = "Rollback applied migrations", display_order = 80)]
     Down {
@@ -141,7 +157,11 @@ pub async fn run_cli<M: MigratorTrait>() -> ExitCode {
 }
 
 async fn run<M: MigratorTrait>(cli: Cli) -> Result<ExitCode> {
-    let command = cli.command.unwrap_or(MigrateCommand::Up { num: None });
+    let command = cli.command.unwrap_or(MigrateCommand::Up {
+        num: None,
+        accept_changed: false,
+        dry_run: false,
+    });
     match &command {
         MigrateCommand::Init => {
             sea_orm_cli::run_migrate_init(MIGRATION_DIR)
@@ -158,8 +178,15 @@ async fn run<M: MigratorTrait>(cli: Cli) -> Result<ExitCode> {
             )?;
             return Ok(ExitCode::SUCCESS);
         }
-        MigrateCommand::Up { num: Some(0) } => bail!(
+        MigrateCommand::Up { num: Some(0), .. } => bail!(
             "`up -n 0` would apply nothing: pass -n 1 or more, or leave out -n to apply every pending migration"
+        ),
+        MigrateCommand::Up {
+            accept_changed: true,
+            dry_run: true,
+            ..
+        } => bail!(
+            "`up --dry-run --accept-changed` cannot be combined: a dry run changes nothing, so run `up --accept-changed` on its own first"
         ),
         MigrateCommand::Down { num: 0 } => {
             bail!("`down -n 0` would roll back nothing: pass -n 1 or more")
@@ -190,7 +217,10 @@ async fn run<M: MigratorTrait>(cli: Cli) -> Result<ExitCode> {
         }
         schema_change => {
             let lock = MigrationLock::acquire(session, lock_timeout()?).await?;
-            let db = connect(&url, &schema, cli.verbose).await?;
+            // A dry run learns what ran from sqlx's statement log, which is only written when enabled.
+            let log_statements =
+                cli.verbose || matches!(schema_change, MigrateCommand::Up { dry_run: true, .. });
+            let db = connect(&url, &schema, log_statements).await?;
             let outcome = change_schema::<M>(&db, schema_change).await;
             lock.release().await;
             (db, outcome.map(|()| ExitCode::SUCCESS))
@@ -205,15 +235,35 @@ async fn change_schema<M: MigratorTrait>(
     command: MigrateCommand,
 ) -> Result<()> {
     match command {
-        MigrateCommand::Up { num } => apply_pending::<M>(db, num).await.map(drop),
+        MigrateCommand::Up {
+            num, dry_run: true, ..
+        } => preview_pending::<M>(db, num).await,
+        MigrateCommand::Up {
+            num,
+            accept_changed,
+            dry_run: false,
+        } => {
+            let edited = if accept_changed {
+                EditedMigrations::ReRecord
+            } else {
+                EditedMigrations::Refuse
+            };
+            apply_pending::<M>(db, num, edited).await.map(drop)
+        }
         MigrateCommand::Down { num } => roll_back::<M>(db, num).await.map(drop),
         MigrateCommand::Reset => {
             roll_back_all::<M>(db).await?;
-            M::uninstall(db).await.map_err(database_failure)
+            M::uninstall(db).await.map_err(database_failure)?;
+            checksum::drop_checksum_table(db)
+                .await
+                .map_err(database_failure)
         }
         MigrateCommand::Refresh => {
             roll_back_all::<M>(db).await?;
-            apply_pending::<M>(db, None).await.map(drop)
+            // Everything was rolled back, so no applied migration is left to have been edited.
+            apply_pending::<M>(db, None, EditedMigrations::Refuse)
+                .await
+                .map(drop)
         }
         MigrateCommand::Fresh => fresh::<M>(db).await.map(drop),
         MigrateCommand::Init | MigrateCommand::Generate { .. } | MigrateCommand::Status { .. } => {
@@ -391,6 +441,30 @@ impl MigrationLock {
 pub struct MigrationState {
     pub name: String,
     pub applied_at: Option<i64>,
+    /// How its source compares with what was applied; `None` while it is pending.
+    pub source: Option<SourceCheck>,
+}
+
+/// How an applied migration's source compares with the checksum recorded when it was applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceCheck {
+    /// The source is the one that was applied.
+    Unchanged,
+    /// The source was edited after it was applied.
+    Changed,
+    /// Applied before checksums were recorded; the next `up` records it.
+    NotRecorded,
+    /// Not a migration file of this crate (e.g. defined in a test), so there is nothing to compare.
+    NoSource,
+}
+
+/// What `up` does about applied migrations whose source was edited since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EditedMigrations {
+    /// Fail, naming them: the database no longer matches what the migrations say.
+    Refuse,
+    /// Record their current checksums and carry on (`--accept-changed`, local development only).
+    ReRecord,
 }
 
 /// The state of every migration of `M`, in order, without creating anything.
@@ -414,6 +488,9 @@ pub async fn migration_states<M: MigratorTrait>(
     } else {
         Vec::new()
     };
+    let recorded_checksums = checksum::recorded_checksums(db)
+        .await
+        .map_err(database_failure)?;
 
     let known: Vec<String> = M::migrations()
         .iter()
@@ -438,21 +515,45 @@ pub async fn migration_states<M: MigratorTrait>(
                 .iter()
                 .find(|record| record.version == name)
                 .map(|record| record.applied_at);
-            MigrationState { name, applied_at }
+            let source = applied_at.map(|_| {
+                match (
+                    checksum::source_checksum(&name),
+                    recorded_checksums.get(&name),
+                ) {
+                    (None, _) => SourceCheck::NoSource,
+                    (Some(_), None) => SourceCheck::NotRecorded,
+                    (Some(source), Some(recorded)) if source == recorded => SourceCheck::Unchanged,
+                    (Some(_), Some(_)) => SourceCheck::Changed,
+                }
+            });
+            MigrationState {
+                name,
+                applied_at,
+                source,
+            }
         })
         .collect())
 }
 
 /// Applies up to `limit` pending migrations (all when `None`), one transaction
 /// each, printing `applied <name>` after each; returns the names applied.
-/// The caller must hold the migration lock.
+///
+/// First it deals with applied migrations edited since (see [`EditedMigrations`]) and records
+/// the checksums of those applied before checksums existed. Each migration's checksum is
+/// recorded in the migration's own transaction. The caller must hold the migration lock.
 pub async fn apply_pending<M: MigratorTrait>(
     db: &DatabaseConnection,
     limit: Option<u32>,
+    edited: EditedMigrations,
 ) -> Result<Vec<String>> {
     M::install(db).await.map_err(database_failure)?;
-    let pending: Vec<String> = migration_states::<M>(db)
-        .await?
+    let states = migration_states::<M>(db).await?;
+    if edited == EditedMigrations::Refuse {
+        refuse_edited(&states)?;
+    }
+    record_missing_checksums(db, &states).await?;
+
+    let pending: Vec<String> = states
         .into_iter()
         .filter(|state| state.applied_at.is_none())
         .map(|state| state.name)
@@ -464,7 +565,7 @@ pub async fn apply_pending<M: MigratorTrait>(
     for name in &pending {
         // One step at a time applies exactly the first pending migration, `name`,
         // so a failure can be pinned on it.
-        M::up(db, Some(1))
+        WithChecksums::<M>::up(db, Some(1))
             .await
             .map_err(|error| migration_failure::<M>(name, "apply", &error))?;
         println!("applied {name}");
@@ -472,8 +573,79 @@ pub async fn apply_pending<M: MigratorTrait>(
     Ok(pending)
 }
 
+/// Fails with one line naming every applied migration whose source was edited since.
+fn refuse_edited(states: &[MigrationState]) -> Result<()> {
+    let edited: Vec<&str> = states
+        .iter()
+        .filter(|state| state.source == Some(SourceCheck::Changed))
+        .map(|state| state.name.as_str())
+        .collect();
+    match edited.as_slice() {
+        [] => Ok(()),
+        [name] => bail!(
+            "migration {name} was edited after it was applied here: revert the edit and put the change in a new migration (cargo xtask db-revision), or, for local development only, re-record it with --accept-changed"
+        ),
+        names => bail!(
+            "migrations {} were edited after they were applied here: revert the edits and put the changes in new migrations (cargo xtask db-revision), or, for local development only, re-record them with --accept-changed",
+            names.join(", ")
+        ),
+    }
+}
+
+/// Records the current checksum of every applied migration that has none or an outdated one
+/// (the caller has already refused the outdated ones unless they are to be accepted).
+async fn record_missing_checksums(
+    db: &DatabaseConnection,
+    states: &[MigrationState],
+) -> Result<()> {
+    for state in states {
+        let verb = match state.source {
+            Some(SourceCheck::Changed) => "re-recorded",
+            Some(SourceCheck::NotRecorded) => "recorded",
+            _ => continue,
+        };
+        let Some(source) = checksum::source_checksum(&state.name) else {
+            continue;
+        };
+        checksum::record_checksum(db, &state.name, source)
+            .await
+            .map_err(database_failure)?;
+        println!("{verb} checksum of {}", state.name);
+    }
+    Ok(())
+}
+
+/// Prints the SQL the next `limit` pending migrations (all when `None`) would run, from a run in a
+/// transaction that is rolled back. Refuses, as `up` would, while an applied migration was edited.
+/// `db` must log statements (see [`dry_run::execute_and_roll_back`]); the caller must hold the
+/// migration lock, so that no other run changes the schema under the preview.
+async fn preview_pending<M: MigratorTrait>(
+    db: &DatabaseConnection,
+    limit: Option<u32>,
+) -> Result<()> {
+    let states = migration_states::<M>(db).await?;
+    refuse_edited(&states)?;
+    let pending: Vec<String> = states
+        .into_iter()
+        .filter(|state| state.applied_at.is_none())
+        .map(|state| state.name)
+        .take(limit.map_or(usize::MAX, |limit| limit as usize))
+        .collect();
+    if pending.is_empty() {
+        println!("nothing to apply");
+        return Ok(());
+    }
+    let migrations: Vec<Box<dyn MigrationTrait>> = M::migrations()
+        .into_iter()
+        .filter(|migration| pending.iter().any(|name| name == migration.name()))
+        .collect();
+    let executed = dry_run::execute_and_roll_back(db, &migrations).await?;
+    print!("{}", DryRunReport(&executed));
+    Ok(())
+}
+
 /// Rolls back the last `count` applied migrations, newest first, printing
-/// `rolled back <name>` after each. The caller must hold the migration lock.
+/// `rolled back <name>` after each and forgetting its checksum. The caller must hold the migration lock.
 pub async fn roll_back<M: MigratorTrait>(
     db: &DatabaseConnection,
     count: u32,
@@ -489,7 +661,7 @@ pub async fn roll_back<M: MigratorTrait>(
     }
     let to_roll_back: Vec<String> = applied.into_iter().rev().take(count as usize).collect();
     for name in &to_roll_back {
-        M::down(db, Some(1))
+        WithChecksums::<M>::down(db, Some(1))
             .await
             .map_err(|error| migration_failure::<M>(name, "roll back", &error))?;
         println!("rolled back {name}");
@@ -510,9 +682,10 @@ async fn roll_back_all<M: MigratorTrait>(db: &DatabaseConnection) -> Result<Vec<
     roll_back::<M>(db, u32::try_from(applied_count).unwrap_or(u32::MAX)).await
 }
 
-/// Drops every table and type in the schema (SeaORM's `fresh`), then applies everything.
+/// Drops every table and type in the schema (SeaORM's `fresh`; the checksum table goes too),
+/// then applies everything, recording each checksum afresh.
 async fn fresh<M: MigratorTrait>(db: &DatabaseConnection) -> Result<Vec<String>> {
-    if let Err(error) = M::fresh(db).await {
+    if let Err(error) = WithChecksums::<M>::fresh(db).await {
         let failed = migration_states::<M>(db)
             .await
             .ok()
@@ -534,8 +707,10 @@ async fn fresh<M: MigratorTrait>(db: &DatabaseConnection) -> Result<Vec<String>>
     Ok(applied)
 }
 
-/// Prints `applied <name> <RFC 3339 UTC>` or `pending <name>` for every migration;
-/// with `check`, exits 1 when any is pending.
+/// Prints `applied <name> <RFC 3339 UTC>` or `pending <name>` for every migration, the applied
+/// line followed by ` CHANGED since it was applied` when its source was edited since, or by
+/// ` (no checksum recorded)` when it was applied before checksums were recorded. With `check`,
+/// exits 1 when any migration is pending or was edited.
 async fn status<M: MigratorTrait>(db: &DatabaseConnection, check: bool) -> Result<ExitCode> {
     let states = migration_states::<M>(db).await?;
     for state in &states {
@@ -545,16 +720,28 @@ async fn status<M: MigratorTrait>(db: &DatabaseConnection, check: bool) -> Resul
                     || applied_at.to_string(),
                     |at| at.to_rfc3339_opts(SecondsFormat::Secs, true),
                 );
-                println!("applied {} {applied_at}", state.name);
+                let marker = match state.source {
+                    Some(SourceCheck::Changed) => " CHANGED since it was applied",
+                    Some(SourceCheck::NotRecorded) => " (no checksum recorded)",
+                    _ => "",
+                };
+                println!("applied {} {applied_at}{marker}", state.name);
             }
             None => println!("pending {}", state.name),
         }
+    }
+    if !check {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Err(edited) = refuse_edited(&states) {
+        eprintln!("error: {edited}");
+        return Ok(ExitCode::FAILURE);
     }
     let pending = states
         .iter()
         .filter(|state| state.applied_at.is_none())
         .count();
-    if check && pending > 0 {
+    if pending > 0 {
         eprintln!(
             "error: {pending} migration(s) pending: apply them with `cargo run -p migration -- up`"
         );
@@ -584,7 +771,7 @@ fn database_failure(error: DbErr) -> anyhow::Error {
 }
 
 /// Collapses a possibly multi-line message (e.g. from PostgreSQL) into one line.
-fn one_line(message: &str) -> String {
+pub(crate) fn one_line(message: &str) -> String {
     message.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 

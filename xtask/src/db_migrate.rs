@@ -16,6 +16,14 @@ pub struct Args {
     #[arg(long, value_parser = crate::parse_steps, allow_hyphen_values = true, value_name = "N")]
     pub steps: Option<u32>,
 
+    /// Print the SQL the pending migrations would run, and change nothing.
+    #[arg(long, conflicts_with = "accept_changed")]
+    pub dry_run: bool,
+
+    /// Re-record the checksums of applied migrations whose source changed (local development only).
+    #[arg(long)]
+    pub accept_changed: bool,
+
     /// How long to wait for the server, in seconds.
     #[arg(long, default_value = "60", value_parser = crate::parse_seconds, value_name = "SECONDS")]
     pub timeout: Duration,
@@ -27,6 +35,12 @@ pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
     let mut command = vec!["up"];
     if let Some(steps) = &steps {
         command.extend(["-n", steps]);
+    }
+    if args.dry_run {
+        command.push("--dry-run");
+    }
+    if args.accept_changed {
+        command.push("--accept-changed");
     }
     bins::run(ctx, &command)?;
     Ok(ExitCode::SUCCESS)

@@ -82,7 +82,7 @@ enum Command {
     DbDump(db_dump::Args),
     /// Bring PostgreSQL up, then apply pending migrations.
     #[command(
-        after_help = "Examples:\n  cargo xtask db-migrate\n  cargo xtask db-migrate --steps 1"
+        after_help = "Examples:\n  cargo xtask db-migrate\n  cargo xtask db-migrate --steps 1\n  cargo xtask db-migrate --dry-run   # print the SQL, change nothing"
     )]
     DbMigrate(db_migrate::Args),
     /// Roll back the last applied migrations (one by default).

@@ -1,0 +1,480 @@
+//! Schema safety against a real PostgreSQL: source checksums of applied migrations (recorded,
+//! forgotten, flagged when the source was edited, re-recorded on request) and `up --dry-run`.
+//!
+//! Needs `DATABASE_URL` pointing at a server whose user may create databases; every test
+//! creates and drops its own scratch database there. The edited-source test builds a copy of
+//! this crate into the same target directory, so only the copy itself is compiled.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{PROJECTS_MIGRATION, ScratchDb, catalog, execute, query_strings, stderr_line};
+use migration::checksum::source_checksum;
+use migration::{Migrator, MigratorTrait};
+use sea_orm::DatabaseConnection;
+
+const EDITED_REMEDY: &str = "revert the edit and put the change in a new migration (cargo xtask db-revision), or, for local development only, re-record it with --accept-changed";
+const DRY_RUN_HEADER: &str = "-- dry run: the SQL below was executed in a transaction that was rolled back; nothing was changed\n";
+
+fn projects_checksum() -> &'static str {
+    source_checksum(PROJECTS_MIGRATION).expect("the projects migration is a file of this crate")
+}
+
+async fn recorded_checksums(db: &DatabaseConnection) -> Vec<String> {
+    query_strings(
+        db,
+        "SELECT version || ' ' || checksum FROM seaql_migrations_checksums ORDER BY version",
+    )
+    .await
+}
+
+async fn table_exists(db: &DatabaseConnection, table: &str) -> bool {
+    query_strings(db, &format!("SELECT to_regclass('{table}')::text"))
+        .await
+        .iter()
+        .any(|name| !name.is_empty())
+}
+
+/// Everything a schema change could touch: the catalog of `public`, every relation and type in
+/// it, and the rows of SeaORM's table and of the checksum table.
+async fn snapshot(db: &DatabaseConnection) -> Vec<String> {
+    let mut lines = catalog(db).await;
+    lines.extend(
+        query_strings(
+            db,
+            "SELECT format('relation %s kind=%s', relname, relkind) FROM pg_class
+              WHERE relnamespace = 'public'::regnamespace ORDER BY 1",
+        )
+        .await,
+    );
+    lines.extend(
+        query_strings(
+            db,
+            "SELECT format('type %s', typname) FROM pg_type
+              WHERE typnamespace = 'public'::regnamespace ORDER BY 1",
+        )
+        .await,
+    );
+    for table in ["seaql_migrations", "seaql_migrations_checksums"] {
+        if table_exists(db, table).await {
+            lines.extend(
+                query_strings(
+                    db,
+                    &format!(
+                        "SELECT format('row {table} %s', to_jsonb(t)) FROM {table} t ORDER BY 1"
+                    ),
+                )
+                .await,
+            );
+        }
+    }
+    lines
+}
+
+#[tokio::test]
+async fn applying_records_the_checksum_and_rolling_back_forgets_it() {
+    let scratch = ScratchDb::create("checksum_rows").await;
+    let db = scratch.connect().await;
+
+    scratch.run_ok(&["up"]);
+    assert_eq!(
+        recorded_checksums(&db).await,
+        [format!("{PROJECTS_MIGRATION} {}", projects_checksum())]
+    );
+    assert_eq!(
+        scratch.run_ok(&["status"]).lines().count(),
+        1,
+        "a freshly applied migration has no marker"
+    );
+    assert!(!scratch.run_ok(&["status"]).contains('('));
+
+    scratch.run_ok(&["down"]);
+    assert!(recorded_checksums(&db).await.is_empty());
+
+    scratch.run_ok(&["up"]);
+    scratch.run_ok(&["reset"]);
+    assert!(!table_exists(&db, "seaql_migrations_checksums").await);
+
+    scratch.run_ok(&["fresh"]);
+    assert_eq!(
+        recorded_checksums(&db).await,
+        [format!("{PROJECTS_MIGRATION} {}", projects_checksum())],
+        "fresh drops the checksum table with everything else and records again"
+    );
+
+    db.close().await.ok();
+    scratch.drop().await;
+}
+
+#[tokio::test]
+async fn the_checksum_is_recorded_in_the_migrations_own_transaction() {
+    let scratch = ScratchDb::create("checksum_txn").await;
+    let db = scratch.connect().await;
+    // A checksum table that refuses every row makes recording fail after the migration's own
+    // statements ran: nothing of the migration may survive that.
+    execute(
+        &db,
+        "CREATE TABLE seaql_migrations_checksums (
+             version text PRIMARY KEY,
+             checksum text NOT NULL CHECK (checksum = 'refused'),
+             recorded_at timestamptz NOT NULL DEFAULT now())",
+    )
+    .await;
+
+    let output = scratch.run(&["up"]);
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr_line(&output);
+    assert!(
+        message.contains(PROJECTS_MIGRATION) && message.contains("rolled back"),
+        "{message}"
+    );
+    assert!(
+        !table_exists(&db, "projects").await,
+        "the migration was kept"
+    );
+    assert!(
+        query_strings(&db, "SELECT version FROM seaql_migrations")
+            .await
+            .is_empty(),
+        "the migration was recorded as applied"
+    );
+
+    db.close().await.ok();
+    scratch.drop().await;
+}
+
+#[tokio::test]
+async fn a_tampered_checksum_is_flagged_refused_and_re_recorded_on_request() {
+    let scratch = ScratchDb::create("tampered").await;
+    let db = scratch.connect().await;
+    scratch.run_ok(&["up"]);
+    // What an edit of the source looks like from the database's side.
+    execute(
+        &db,
+        "UPDATE seaql_migrations_checksums SET checksum = 'recorded before an edit'",
+    )
+    .await;
+
+    let status = scratch.run_ok(&["status"]);
+    assert!(
+        status.starts_with(&format!("applied {PROJECTS_MIGRATION} "))
+            && status.ends_with(" CHANGED since it was applied\n"),
+        "{status:?}"
+    );
+    let expected_error = format!(
+        "error: migration {PROJECTS_MIGRATION} was edited after it was applied here: {EDITED_REMEDY}"
+    );
+    let check = scratch.run(&["status", "--check"]);
+    assert_eq!(check.status.code(), Some(1));
+    assert_eq!(stderr_line(&check), expected_error);
+
+    for refused in [&["up"][..], &["up", "--dry-run"]] {
+        let output = scratch.run(refused);
+        assert_eq!(output.status.code(), Some(1), "{refused:?}");
+        assert_eq!(stderr_line(&output), expected_error, "{refused:?}");
+        assert!(output.stdout.is_empty(), "{refused:?}");
+    }
+    assert_eq!(
+        recorded_checksums(&db).await,
+        [format!("{PROJECTS_MIGRATION} recorded before an edit")],
+        "a refused run changed the record"
+    );
+
+    assert_eq!(
+        scratch.run_ok(&["up", "--accept-changed"]),
+        format!("re-recorded checksum of {PROJECTS_MIGRATION}\nnothing to apply\n")
+    );
+    assert_eq!(
+        recorded_checksums(&db).await,
+        [format!("{PROJECTS_MIGRATION} {}", projects_checksum())]
+    );
+    assert!(!scratch.run_ok(&["status", "--check"]).contains("CHANGED"));
+
+    let combined = scratch.run(&["up", "--dry-run", "--accept-changed"]);
+    assert_eq!(combined.status.code(), Some(1));
+    assert!(stderr_line(&combined).contains("cannot be combined"));
+
+    db.close().await.ok();
+    scratch.drop().await;
+}
+
+#[tokio::test]
+async fn migrations_applied_without_a_checksum_are_marked_and_recorded_by_the_next_up() {
+    let scratch = ScratchDb::create("unrecorded").await;
+    let db = scratch.connect().await;
+    // Applied the way `db::testing` and older checkouts do: by SeaORM alone.
+    Migrator::up(&db, None).await.expect("the migrations apply");
+
+    let status = scratch.run_ok(&["status"]);
+    assert!(status.ends_with(" (no checksum recorded)\n"), "{status:?}");
+    assert_eq!(
+        scratch.run_ok(&["up"]),
+        format!("recorded checksum of {PROJECTS_MIGRATION}\nnothing to apply\n")
+    );
+    assert_eq!(
+        recorded_checksums(&db).await,
+        [format!("{PROJECTS_MIGRATION} {}", projects_checksum())]
+    );
+    assert!(!scratch.run_ok(&["status"]).contains('('));
+
+    db.close().await.ok();
+    scratch.drop().await;
+}
+
+#[tokio::test]
+async fn a_dry_run_changes_nothing_and_prints_the_sql_of_each_pending_migration() {
+    let scratch = ScratchDb::create("dry_run").await;
+    let db = scratch.connect().await;
+
+    // Once on an empty database, once with the bookkeeping tables present but nothing applied.
+    for stage in ["empty", "rolled back"] {
+        let before = snapshot(&db).await;
+        let output = scratch.run(&["up", "--dry-run"]);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && output.stderr.is_empty(),
+            "{stage}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(stdout.starts_with(DRY_RUN_HEADER), "{stage}: {stdout}");
+        assert!(
+            stdout.contains(&format!(
+                "\n-- {PROJECTS_MIGRATION}\nCREATE TABLE \"projects\" ("
+            )),
+            "{stage}: {stdout}"
+        );
+        // Sent with `execute_unprepared`, which SeaORM's own statement hooks do not see.
+        assert!(
+            stdout.contains("\nCREATE TRIGGER projects_set_updated_at\n"),
+            "{stage}: {stdout}"
+        );
+        assert!(
+            stdout
+                .lines()
+                .filter(|line| !line.starts_with("--"))
+                .all(|line| !line.contains("seaql_migrations")),
+            "{stage}: the bookkeeping is not the migration's SQL: {stdout}"
+        );
+        assert_eq!(
+            snapshot(&db).await,
+            before,
+            "{stage}: the dry run changed the database"
+        );
+        if stage == "empty" {
+            assert!(!table_exists(&db, "seaql_migrations").await);
+            scratch.run_ok(&["up"]);
+            scratch.run_ok(&["down"]);
+        }
+    }
+
+    scratch.run_ok(&["up"]);
+    let applied = snapshot(&db).await;
+    assert_eq!(scratch.run_ok(&["up", "--dry-run"]), "nothing to apply\n");
+    assert_eq!(snapshot(&db).await, applied);
+
+    db.close().await.ok();
+    scratch.drop().await;
+}
+
+/// A copy of this crate in a workspace of its own, under a package name of its own so that its
+/// binary does not replace this crate's, built into this build's target directory so that only
+/// the copy itself is compiled.
+struct CrateCopy {
+    root: tempfile::TempDir,
+}
+
+const COPY_PACKAGE: &str = "migration-tamper-copy";
+
+impl CrateCopy {
+    fn new() -> Self {
+        let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let workspace_dir = crate_dir
+            .parent()
+            .expect("the crate lives in the workspace");
+        let root = tempfile::tempdir().expect("a temporary directory");
+        let copy_dir = root.path().join("migration");
+        copy_dir_all(&crate_dir.join("src"), &copy_dir.join("src"));
+        fs::copy(crate_dir.join("build.rs"), copy_dir.join("build.rs")).expect("copy build.rs");
+
+        let manifest = read(&crate_dir.join("Cargo.toml"));
+        assert!(
+            manifest.starts_with("[package]\nname = \"migration\"\n"),
+            "{manifest}"
+        );
+        let manifest = manifest.replacen(
+            "name = \"migration\"",
+            &format!("name = \"{COPY_PACKAGE}\""),
+            1,
+        );
+        fs::write(copy_dir.join("Cargo.toml"), manifest).expect("write the copy's manifest");
+
+        // The workspace's own settings and dependency versions, with only the copy as a member.
+        let workspace_manifest: String = read(&workspace_dir.join("Cargo.toml"))
+            .lines()
+            .filter(|line| {
+                !line.starts_with("default-members")
+                    && !line.starts_with("migration = ")
+                    && !line.starts_with("db = ")
+            })
+            .map(|line| {
+                if line.starts_with("members = ") {
+                    "members = [\"migration\"]\n".to_owned()
+                } else {
+                    format!("{line}\n")
+                }
+            })
+            .collect();
+        fs::write(root.path().join("Cargo.toml"), workspace_manifest)
+            .expect("write the workspace manifest");
+        fs::copy(
+            workspace_dir.join("Cargo.lock"),
+            root.path().join("Cargo.lock"),
+        )
+        .expect("copy Cargo.lock");
+        Self { root }
+    }
+
+    fn edit_projects_migration(&self, edit: impl FnOnce(&str) -> String) {
+        let path = self
+            .root
+            .path()
+            .join(format!("migration/src/{PROJECTS_MIGRATION}.rs"));
+        let edited = edit(&read(&path));
+        fs::write(&path, edited).expect("write the edited migration");
+    }
+
+    /// Builds the copy and returns its binary.
+    fn build(&self) -> PathBuf {
+        let this_binary = Path::new(env!("CARGO_BIN_EXE_migration"));
+        let profile_dir = this_binary
+            .parent()
+            .expect("the binary is in a profile directory");
+        let target_dir = profile_dir
+            .parent()
+            .expect("profiles are in the target directory");
+        let profile = match profile_dir.file_name().and_then(|name| name.to_str()) {
+            Some("debug") | None => "dev".to_owned(),
+            Some(other) => other.to_owned(),
+        };
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let output = Command::new(cargo)
+            .args([
+                "build",
+                "--offline",
+                "--quiet",
+                "--profile",
+                &profile,
+                "--bin",
+                COPY_PACKAGE,
+            ])
+            .arg("--manifest-path")
+            .arg(self.root.path().join("Cargo.toml"))
+            .env("CARGO_TARGET_DIR", target_dir)
+            .output()
+            .expect("cargo runs");
+        assert!(
+            output.status.success(),
+            "building the copy failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        profile_dir.join(format!("{COPY_PACKAGE}{}", std::env::consts::EXE_SUFFIX))
+    }
+}
+
+fn read(path: &Path) -> String {
+    fs::read_to_string(path)
+        .unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()))
+}
+
+fn copy_dir_all(from: &Path, to: &Path) {
+    fs::create_dir_all(to).expect("create the copy's directory");
+    for entry in fs::read_dir(from).expect("list the crate's sources") {
+        let entry = entry.expect("a readable directory entry");
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir_all(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), &target).expect("copy a source file");
+        }
+    }
+}
+
+#[tokio::test]
+async fn editing_an_applied_migration_is_flagged_but_reformatting_it_is_not() {
+    let scratch = ScratchDb::create("edited_source").await;
+    scratch.run_ok(&["up"]);
+    let copy = CrateCopy::new();
+
+    copy.edit_projects_migration(|source| {
+        let edited = source
+            .replacen(
+                '\n',
+                "\n// A comment added after the migration was applied.\n",
+                1,
+            )
+            .replace(
+                "pub struct Migration;",
+                "/// Documented afterwards.\npub struct Migration;",
+            )
+            .replace(".await?;", ".await\n            ?;")
+            .replace(
+                "    async fn down",
+                "    /* spaced out */\n\n    async fn down",
+            );
+        assert_ne!(edited, source);
+        edited
+    });
+    let reformatted = copy.build();
+    let status = scratch.run_binary_ok(&reformatted, &["status", "--check"]);
+    assert!(
+        status.starts_with(&format!("applied {PROJECTS_MIGRATION} "))
+            && !status.contains(" CHANGED"),
+        "{status:?}"
+    );
+    assert_eq!(
+        scratch.run_binary_ok(&reformatted, &["up"]),
+        "nothing to apply\n"
+    );
+
+    // The projects migration is frozen by the very check under test, so this edit stays valid.
+    copy.edit_projects_migration(|source| {
+        assert!(source.contains(".string_len(255)"), "{source}");
+        source.replace(".string_len(255)", ".string_len(200)")
+    });
+    let edited = copy.build();
+    let status = scratch.run_binary_ok(&edited, &["status"]);
+    assert!(
+        status.ends_with(" CHANGED since it was applied\n"),
+        "{status:?}"
+    );
+
+    let refused = scratch.run_binary(&edited, &["up"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(
+        stderr_line(&refused),
+        format!(
+            "error: migration {PROJECTS_MIGRATION} was edited after it was applied here: {EDITED_REMEDY}"
+        )
+    );
+
+    assert_eq!(
+        scratch.run_binary_ok(&edited, &["up", "--accept-changed"]),
+        format!("re-recorded checksum of {PROJECTS_MIGRATION}\nnothing to apply\n")
+    );
+    assert!(
+        !scratch
+            .run_binary_ok(&edited, &["status"])
+            .contains("CHANGED")
+    );
+    // Now the database holds the edited source's checksum, so this crate's own source differs.
+    assert!(
+        scratch
+            .run_ok(&["status"])
+            .contains(" CHANGED since it was applied")
+    );
+
+    scratch.drop().await;
+}
