@@ -20,7 +20,7 @@ CREATE TABLE public.projects (
     description text,
     created_at timestamp with time zone DEFAULT CURRENT_TIMESTAMP NOT NULL,
     updated_at timestamp with time zone DEFAULT CURRENT_TIMESTAMP NOT NULL,
-    CONSTRAINT projects_name_not_blank CHECK ((btrim((name)::text) <> ''::text))
+    CONSTRAINT projects_name_not_blank CHECK (((name)::text ~ '\S'::text))
 );
 
 -- Name: seaql_migrations; Type: TABLE; Schema: public; Owner: -
@@ -30,10 +30,23 @@ CREATE TABLE public.seaql_migrations (
     applied_at bigint NOT NULL
 );
 
+-- Name: seaql_migrations_checksums; Type: TABLE; Schema: public; Owner: -
+
+CREATE TABLE public.seaql_migrations_checksums (
+    version text NOT NULL,
+    checksum text NOT NULL,
+    recorded_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
 -- Name: projects projects_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 
 ALTER TABLE ONLY public.projects
     ADD CONSTRAINT projects_pkey PRIMARY KEY (id);
+
+-- Name: seaql_migrations_checksums seaql_migrations_checksums_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+
+ALTER TABLE ONLY public.seaql_migrations_checksums
+    ADD CONSTRAINT seaql_migrations_checksums_pkey PRIMARY KEY (version);
 
 -- Name: seaql_migrations seaql_migrations_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 

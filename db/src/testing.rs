@@ -1,25 +1,35 @@
-//! Real-PostgreSQL databases for tests: each [`TestDb`] is a fresh clone of a template database migrated to head.
+//! Real-PostgreSQL databases for tests: each [`TestDb`] is a database of its own, migrated to head, taken from a pool of template clones or cloned on demand.
 //!
 //! The server comes from `DATABASE_URL` (its host, port and credentials; the database in the URL
 //! only names the test databases), so plain `cargo test` and `cargo xtask db-test` behave alike.
 //!
-//! * The template `{base}_tpl_{fingerprint}` is built once per migration set and server major
-//!   version, under a PostgreSQL advisory lock so parallel threads and processes (nextest) agree
-//!   on one builder. It is marked `IS_TEMPLATE` only after every migration succeeded, so a run
-//!   that crashed half way is detected and rebuilt.
+//! * The template `{base}_tpl_{fingerprint}` is built once per migration set ([`TestTemplate`]: a
+//!   migrator and the fingerprint of its sources) and server major version, under a PostgreSQL
+//!   advisory lock so parallel threads and processes (nextest) agree on one builder. It is marked
+//!   `IS_TEMPLATE` only after every migration succeeded, so a run that crashed half way is
+//!   detected and rebuilt.
 //! * Every test database `{base}_test_{pid}_{counter}_{random}` is a `CREATE DATABASE … TEMPLATE`
 //!   copy, dropped again when the [`TestDb`] is dropped. With `DB_TEST_KEEP=1` the database of a
 //!   failing test is kept for inspection.
+//! * `CREATE DATABASE` costs more the more relations the template holds, so [`prepare`] clones a
+//!   pool of `DB_TEST_POOL_SIZE` databases (default 4; `0` clones on demand only) ahead of time,
+//!   [`TestDb::new`] claims a ready one and only connects, and dropping a [`TestDb`] clones its
+//!   replacement. When no clone is ready, or a claimed one has vanished, [`TestDb::new`] clones on
+//!   demand, so correctness never depends on the pool. The bookkeeping is in the `pool` module.
 //! * Creating and dropping databases runs on a private runtime owned by this module, because each
 //!   `#[tokio::test]` has its own short-lived runtime and a connection pool must not outlive the
 //!   runtime it was created on.
 
+mod pool;
+
+use std::collections::BTreeMap;
 use std::collections::hash_map::RandomState;
 use std::future::Future;
 use std::hash::BuildHasher;
+use std::marker::PhantomData;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, mpsc};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, mpsc};
 use std::time::{Duration, Instant, SystemTime};
 use std::{fmt, io};
 
@@ -33,10 +43,16 @@ use tokio::runtime::Runtime;
 use tokio::sync::OnceCell;
 use url::Url;
 
+use pool::{Bookkeeping, bookkeeping_database_name};
+
 /// Fingerprint of the migration sources and the `sea-orm-migration` version, computed by `build.rs`.
 const MIGRATIONS_FINGERPRINT: &str = env!("DB_TESTING_MIGRATIONS_FINGERPRINT");
 const TEMPLATE_LOCK_NAME: &str = "db-testing-template";
 const KEEP_ON_FAILURE_ENV: &str = "DB_TEST_KEEP";
+const POOL_SIZE_ENV: &str = "DB_TEST_POOL_SIZE";
+/// Enough for the two to four tests a small machine runs at once; each ready clone costs disk.
+const DEFAULT_POOL_SIZE: usize = 4;
+const MAX_POOL_SIZE: usize = 64;
 const KEPT_DATABASE_COMMENT: &str = "kept by db::testing after a failed test";
 const RUN_SUITE_HINT: &str = "run `cargo xtask db-test`";
 
@@ -153,20 +169,25 @@ pub struct TestDb {
     url: String,
     redacted_url: String,
     connection: Option<DatabaseConnection>,
+    claimed_from_pool: bool,
+    /// The pool this database's drop tops up again; `None` for databases made outside the pool.
+    refills: Option<PoolSlot>,
 }
 
 impl TestDb {
-    /// A database migrated to head, cloned from the template. Panics with a one-line message
-    /// naming the fix when no server is reachable, because a test cannot proceed without one.
+    /// A database migrated to head: a ready clone from the pool, or a fresh clone of the template.
+    /// Panics with a one-line message naming the fix when no server is reachable, because a test
+    /// cannot proceed without one.
     pub async fn new() -> TestDb {
-        Self::create(Contents::Migrated, None)
+        TestTemplate::application()
+            .test_db()
             .await
             .unwrap_or_else(|error| panic!("{error}"))
     }
 
     /// An empty, unmigrated database (copied from `template0`), for testing migrations themselves.
     pub async fn empty() -> TestDb {
-        Self::create(Contents::Empty, None)
+        Self::create_empty()
             .await
             .unwrap_or_else(|error| panic!("{error}"))
     }
@@ -188,48 +209,67 @@ impl TestDb {
         &self.name
     }
 
-    async fn create(
-        contents: Contents,
-        strategy: Option<CloneStrategy>,
-    ) -> Result<TestDb, TestDbError> {
-        let (name, url, redacted_url) = on_admin_runtime(async move {
+    /// Whether this database was cloned ahead of time and claimed from the pool, rather than
+    /// cloned on demand.
+    pub fn claimed_from_pool(&self) -> bool {
+        self.claimed_from_pool
+    }
+
+    async fn create_empty() -> Result<TestDb, TestDbError> {
+        let provisioned = on_admin_runtime(async {
             let admin = admin().await?;
-            let source = match contents {
-                Contents::Migrated => prepared_template(&admin).await?,
-                Contents::Empty => "template0".to_owned(),
-            };
-            let name = admin.next_test_database_name();
-            let strategy = strategy.unwrap_or(admin.clone_strategy);
-            admin.create_database_from(&name, &source, strategy).await?;
-            let url = admin.server.database_url(&name);
-            let redacted_url = admin.server.redacted_database_url(&name);
-            Ok::<_, TestDbError>((name, url, redacted_url))
+            let base = admin.server.base_name.clone();
+            admin
+                .clone_on_demand(&base, "template0", admin.clone_strategy, None)
+                .await
         })
         .await?;
+        Self::open(provisioned).await
+    }
 
-        match connect_pool(&url, TEST_POOL_MAX_CONNECTIONS).await {
-            Ok(connection) => Ok(TestDb {
-                name,
-                url,
-                redacted_url,
-                connection: Some(connection),
-            }),
-            Err(error) => {
-                let cause = match Server::parse(&url) {
-                    Ok(server) => server.scrub(&describe_db_error(&error)),
-                    Err(_) => one_line(&describe_db_error(&error)),
-                };
-                let dropped_name = name.clone();
-                on_admin_runtime(
-                    async move { admin().await?.drop_database_force(&dropped_name).await },
-                )
-                .await?;
-                Err(TestDbError::Failed {
-                    action: format!("connecting to test database {name}"),
-                    cause,
-                    remedy: "check that the DATABASE_URL user may connect to the databases it creates",
+    /// Connects to a provisioned database. A claimed clone that cannot be reached (dropped by a
+    /// `testdb cleanup` running alongside, say) is discarded and replaced by an on-demand clone.
+    async fn open(provisioned: Provisioned) -> Result<TestDb, TestDbError> {
+        let provisioned = match connect_pool(&provisioned.url, TEST_POOL_MAX_CONNECTIONS).await {
+            Ok(connection) => return Ok(provisioned.into_test_db(connection)),
+            Err(_) if provisioned.claimed_from_pool => {
+                on_admin_runtime(async move {
+                    let admin = admin().await?;
+                    provisioned.discard(&admin).await?;
+                    admin
+                        .clone_on_demand(
+                            &provisioned.base,
+                            &provisioned.source,
+                            admin.clone_strategy,
+                            provisioned.refills.clone(),
+                        )
+                        .await
                 })
+                .await?
             }
+            Err(error) => return Err(Self::discard_unreachable(provisioned, &error).await),
+        };
+        match connect_pool(&provisioned.url, TEST_POOL_MAX_CONNECTIONS).await {
+            Ok(connection) => Ok(provisioned.into_test_db(connection)),
+            Err(error) => Err(Self::discard_unreachable(provisioned, &error).await),
+        }
+    }
+
+    async fn discard_unreachable(provisioned: Provisioned, error: &DbErr) -> TestDbError {
+        let cause = match Server::parse(&provisioned.url) {
+            Ok(server) => server.scrub(&describe_db_error(error)),
+            Err(_) => one_line(&describe_db_error(error)),
+        };
+        let name = provisioned.name.clone();
+        let discarded =
+            on_admin_runtime(async move { provisioned.discard(&*admin().await?).await }).await;
+        if let Err(discard_error) = discarded {
+            return discard_error;
+        }
+        TestDbError::Failed {
+            action: format!("connecting to test database {name}"),
+            cause,
+            remedy: "check that the DATABASE_URL user may connect to the databases it creates",
         }
     }
 }
@@ -240,6 +280,7 @@ impl fmt::Debug for TestDb {
             .debug_struct("TestDb")
             .field("name", &self.name)
             .field("url", &self.redacted_url)
+            .field("claimed_from_pool", &self.claimed_from_pool)
             .finish()
     }
 }
@@ -249,26 +290,31 @@ impl Drop for TestDb {
         // Closes this pool's sockets now; the forced drop below ends whatever the server still runs.
         drop(self.connection.take());
         let name = self.name.clone();
+        let claimed_from_pool = self.claimed_from_pool;
+        let refills = self.refills.clone();
+        let keep = std::thread::panicking() && keep_on_failure_requested();
 
-        if std::thread::panicking() && keep_on_failure_requested() {
-            let marked = block_on_admin_runtime(
-                async move { admin().await?.mark_kept(&name).await },
-                DROP_TIMEOUT,
-            );
-            if let Some(Err(error)) = marked {
-                eprintln!("{error}");
-            }
-            eprintln!(
-                "kept test database {} for debugging: {}",
-                self.name, self.redacted_url
-            );
-            return;
-        }
-
-        match block_on_admin_runtime(
-            async move { admin().await?.drop_database_force(&name).await },
+        let finished = block_on_admin_runtime(
+            async move {
+                let admin = admin().await?;
+                let released = if keep {
+                    admin.mark_kept(&name).await
+                } else {
+                    admin.drop_database_force(&name).await
+                };
+                // Refilled even when the release failed: the next test should not pay for this one.
+                let refilled = match refills {
+                    Some(slot) => {
+                        slot.release_and_refill(&admin, &name, claimed_from_pool)
+                            .await
+                    }
+                    None => Ok(()),
+                };
+                released.and(refilled)
+            },
             DROP_TIMEOUT,
-        ) {
+        );
+        match finished {
             Some(Ok(())) => {}
             Some(Err(error)) => eprintln!("{error}"),
             None => eprintln!(
@@ -277,42 +323,235 @@ impl Drop for TestDb {
                 DROP_TIMEOUT.as_secs()
             ),
         }
+        if keep {
+            eprintln!(
+                "kept test database {} for debugging: {}",
+                self.name, self.redacted_url
+            );
+        }
     }
 }
 
-/// Builds the template database if it is missing or stale and returns its name.
+/// The migration set a template database is built from: a migrator and a fingerprint that changes
+/// whenever its migrations do.
+///
+/// [`TestDb::new`] and the free functions of this module use [`TestTemplate::application`];
+/// `db-bench` and the helper's own tests use synthetic migrators or base names of their own,
+/// through exactly the same code.
+pub struct TestTemplate<M> {
+    fingerprint: String,
+    base_name: Option<String>,
+    pool_size: Option<usize>,
+    migrator: PhantomData<fn() -> M>,
+}
+
+impl TestTemplate<migration::Migrator> {
+    /// The application's migrations, fingerprinted by `build.rs`.
+    pub fn application() -> Self {
+        Self::new(MIGRATIONS_FINGERPRINT)
+    }
+}
+
+impl<M> Clone for TestTemplate<M> {
+    fn clone(&self) -> Self {
+        TestTemplate {
+            fingerprint: self.fingerprint.clone(),
+            base_name: self.base_name.clone(),
+            pool_size: self.pool_size,
+            migrator: PhantomData,
+        }
+    }
+}
+
+impl<M> fmt::Debug for TestTemplate<M> {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("TestTemplate")
+            .field("migrator", &std::any::type_name::<M>())
+            .field("fingerprint", &self.fingerprint)
+            .field("base_name", &self.base_name)
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
+}
+
+impl<M: MigratorTrait + 'static> TestTemplate<M> {
+    /// Templates for `M`; `fingerprint` must change whenever `M`'s migrations do, because a
+    /// template whose name is unchanged is reused as it is.
+    pub fn new(fingerprint: impl Into<String>) -> Self {
+        TestTemplate {
+            fingerprint: fingerprint.into(),
+            base_name: None,
+            pool_size: None,
+            migrator: PhantomData,
+        }
+    }
+
+    /// Names the databases `{base_name}_…` instead of after the `DATABASE_URL` database. Templates
+    /// of one base replace each other (the newest fingerprint wins), so give every migrator that
+    /// must coexist with the application's a base of its own.
+    pub fn with_base_name(mut self, base_name: &str) -> Self {
+        self.base_name = Some(sanitize_base_name(base_name));
+        self
+    }
+
+    /// Keeps `size` ready clones instead of `DB_TEST_POOL_SIZE` (default 4); `0` clones on demand.
+    pub fn with_pool_size(mut self, size: usize) -> Self {
+        self.pool_size = Some(size.min(MAX_POOL_SIZE));
+        self
+    }
+
+    /// Builds the template if it is missing or stale, drops pooled clones of outdated templates,
+    /// tops the pool up, and returns the template's name.
+    pub async fn prepare(&self) -> Result<String, TestDbError> {
+        let template = self.clone();
+        on_admin_runtime(async move {
+            let admin = admin().await?;
+            let plan = template.plan(&admin)?;
+            let slot = ensure_prepared::<M>(&admin, &plan).await?;
+            if let Some(slot) = slot {
+                slot.fill(&admin).await?;
+            }
+            Ok(plan.template)
+        })
+        .await
+    }
+
+    /// A database migrated to head: claims a ready clone from the pool and connects to it, or
+    /// clones the template on demand when none is ready.
+    pub async fn test_db(&self) -> Result<TestDb, TestDbError> {
+        self.provide(Acquisition::ClaimOrClone).await
+    }
+
+    /// A database migrated to head, always cloned on demand (what [`TestTemplate::test_db`] falls
+    /// back to), for comparing the two. Dropping it does not refill the pool.
+    pub async fn cloned_test_db(&self) -> Result<TestDb, TestDbError> {
+        self.provide(Acquisition::Clone(None)).await
+    }
+
+    /// How many clones of the current template are ready to be claimed.
+    pub async fn ready_in_pool(&self) -> Result<usize, TestDbError> {
+        let template = self.clone();
+        on_admin_runtime(async move {
+            let admin = admin().await?;
+            let plan = template.plan(&admin)?;
+            let bookkeeping_name = bookkeeping_database_name(&plan.base);
+            if !admin.database_exists(&bookkeeping_name).await? {
+                return Ok(0);
+            }
+            Bookkeeping::open(&admin, &plan.base)
+                .await?
+                .ready_count(&plan.template)
+                .await
+        })
+        .await
+    }
+
+    /// Drops every test database of this base that no session is connected to, pooled clones
+    /// included, except those kept with `DB_TEST_KEEP=1`, and forgets pool entries whose database
+    /// is gone. Returns how many databases it dropped.
+    ///
+    /// Run it when no test run is starting against the same server: a database another process
+    /// has just created or claimed but not yet connected to looks stale too.
+    pub async fn drop_stale_test_databases(&self) -> Result<usize, TestDbError> {
+        self.drop_idle(KeptDatabases::Spare).await
+    }
+
+    /// Like [`TestTemplate::drop_stale_test_databases`], and also drops the kept databases.
+    pub async fn drop_kept_test_databases(&self) -> Result<usize, TestDbError> {
+        self.drop_idle(KeptDatabases::Drop).await
+    }
+
+    /// Drops every database of this base that no session uses: test databases (kept ones too),
+    /// templates and the pool's bookkeeping database. Returns how many it dropped.
+    pub async fn drop_all_databases(&self) -> Result<usize, TestDbError> {
+        let template = self.clone();
+        on_admin_runtime(async move {
+            let admin = admin().await?;
+            let plan = template.plan(&admin)?;
+            let mut dropped = admin
+                .drop_idle_test_databases(&plan.base, KeptDatabases::Drop)
+                .await?;
+            dropped += Bookkeeping::drop_database(&admin, &plan.base).await?;
+            dropped += admin.drop_templates(&plan.base, None).await?;
+            forget_prepared_templates(&template_prefix(&plan.base));
+            Ok(dropped)
+        })
+        .await
+    }
+
+    async fn drop_idle(&self, kept: KeptDatabases) -> Result<usize, TestDbError> {
+        let template = self.clone();
+        on_admin_runtime(async move {
+            let admin = admin().await?;
+            let plan = template.plan(&admin)?;
+            admin.drop_idle_test_databases(&plan.base, kept).await
+        })
+        .await
+    }
+
+    async fn provide(&self, acquisition: Acquisition) -> Result<TestDb, TestDbError> {
+        let template = self.clone();
+        let provisioned = on_admin_runtime(async move {
+            let admin = admin().await?;
+            let plan = template.plan(&admin)?;
+            let slot = ensure_prepared::<M>(&admin, &plan).await?;
+            let (refills, strategy) = match acquisition {
+                Acquisition::ClaimOrClone => (slot, admin.clone_strategy),
+                Acquisition::Clone(strategy) => (None, strategy.unwrap_or(admin.clone_strategy)),
+            };
+            if let Some(slot) = &refills
+                && let Some(claimed) = slot.claim(&admin, &plan.base).await?
+            {
+                return Ok(claimed);
+            }
+            admin
+                .clone_on_demand(&plan.base, &plan.template, strategy, refills)
+                .await
+        })
+        .await?;
+        TestDb::open(provisioned).await
+    }
+
+    fn plan(&self, admin: &Admin) -> Result<Plan, TestDbError> {
+        let base = self
+            .base_name
+            .clone()
+            .unwrap_or_else(|| admin.server.base_name.clone());
+        let template = template_name(&base, &self.fingerprint, admin.server_major_version);
+        let pool_size = match self.pool_size {
+            Some(size) => size,
+            None => parse_pool_size(std::env::var(POOL_SIZE_ENV).ok().as_deref())?,
+        };
+        Ok(Plan {
+            base,
+            template,
+            pool_size,
+        })
+    }
+}
+
+/// Builds the application's template if it is missing or stale, tops its pool up to
+/// `DB_TEST_POOL_SIZE` ready clones, and returns the template's name.
 pub async fn prepare() -> Result<String, TestDbError> {
-    on_admin_runtime(async {
-        let admin = admin().await?;
-        prepared_template(&admin).await
-    })
-    .await
+    TestTemplate::application().prepare().await
 }
 
 /// Drops every test database of this `DATABASE_URL` that no session is connected to (left behind
-/// by crashed or killed runs), except those kept with `DB_TEST_KEEP=1`. Returns how many it dropped.
+/// by crashed or killed runs, and the pool's ready clones), except those kept with
+/// `DB_TEST_KEEP=1`. Returns how many it dropped.
 ///
 /// Run it when no test run is starting against the same server: a database another process has
 /// just created but not yet connected to looks stale too.
 pub async fn drop_stale_test_databases() -> Result<usize, TestDbError> {
-    on_admin_runtime(async {
-        admin()
-            .await?
-            .drop_idle_test_databases(KeptDatabases::Spare)
-            .await
-    })
-    .await
+    TestTemplate::application()
+        .drop_stale_test_databases()
+        .await
 }
 
 /// Like [`drop_stale_test_databases`], and also drops the databases kept with `DB_TEST_KEEP=1`.
 pub async fn drop_kept_test_databases() -> Result<usize, TestDbError> {
-    on_admin_runtime(async {
-        admin()
-            .await?
-            .drop_idle_test_databases(KeptDatabases::Drop)
-            .await
-    })
-    .await
+    TestTemplate::application().drop_kept_test_databases().await
 }
 
 /// The strategy [`TestDb::new`] uses on the `DATABASE_URL` server.
@@ -320,17 +559,18 @@ pub async fn chosen_clone_strategy() -> Result<CloneStrategy, TestDbError> {
     on_admin_runtime(async { Ok(admin().await?.clone_strategy) }).await
 }
 
-/// Times `runs` clones of the template with `strategy`, each from the start of `CREATE DATABASE`
-/// until a pool is connected to the clone, which is the part of [`TestDb::new`] a test waits for.
+/// Times `runs` on-demand clones of the template with `strategy`, each from the start of
+/// `CREATE DATABASE` until a pool is connected to the clone.
 pub async fn measure_clone(
     strategy: CloneStrategy,
     runs: usize,
 ) -> Result<Vec<Duration>, TestDbError> {
-    prepare().await?;
+    let template = TestTemplate::application();
+    template.prepare().await?;
     let mut durations = Vec::with_capacity(runs);
     for _ in 0..runs {
         let started = Instant::now();
-        let test_db = TestDb::create(Contents::Migrated, Some(strategy)).await?;
+        let test_db = template.provide(Acquisition::Clone(Some(strategy))).await?;
         durations.push(started.elapsed());
         drop(test_db);
     }
@@ -338,15 +578,203 @@ pub async fn measure_clone(
 }
 
 #[derive(Debug, Clone, Copy)]
-enum Contents {
-    Migrated,
-    Empty,
+enum Acquisition {
+    ClaimOrClone,
+    Clone(Option<CloneStrategy>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum KeptDatabases {
     Spare,
     Drop,
+}
+
+/// A [`TestTemplate`] resolved against the server: names and the pool size in effect.
+#[derive(Debug, Clone)]
+struct Plan {
+    base: String,
+    template: String,
+    pool_size: usize,
+}
+
+/// One pool: the clones of `template` kept ready in the bookkeeping of its base.
+#[derive(Clone)]
+struct PoolSlot {
+    bookkeeping: Arc<Bookkeeping>,
+    template: String,
+    size: usize,
+}
+
+impl PoolSlot {
+    async fn claim(&self, admin: &Admin, base: &str) -> Result<Option<Provisioned>, TestDbError> {
+        let Some(name) = self.bookkeeping.claim(&self.template).await? else {
+            return Ok(None);
+        };
+        Ok(Some(Provisioned::new(
+            admin,
+            base,
+            &self.template,
+            name,
+            true,
+            Some(self.clone()),
+        )))
+    }
+
+    async fn fill(&self, admin: &Admin) -> Result<usize, TestDbError> {
+        self.bookkeeping
+            .fill(admin, &self.template, self.size)
+            .await
+    }
+
+    async fn release_and_refill(
+        &self,
+        admin: &Admin,
+        name: &str,
+        claimed_from_pool: bool,
+    ) -> Result<(), TestDbError> {
+        let forgotten = if claimed_from_pool {
+            self.bookkeeping.forget(name).await
+        } else {
+            Ok(())
+        };
+        let filled = self.fill(admin).await.map(|_| ());
+        forgotten.and(filled)
+    }
+}
+
+/// A database created or claimed for a test, not yet connected to.
+struct Provisioned {
+    name: String,
+    url: String,
+    redacted_url: String,
+    base: String,
+    /// The template it was cloned from, for an on-demand replacement.
+    source: String,
+    claimed_from_pool: bool,
+    refills: Option<PoolSlot>,
+}
+
+impl Provisioned {
+    fn new(
+        admin: &Admin,
+        base: &str,
+        source: &str,
+        name: String,
+        claimed_from_pool: bool,
+        refills: Option<PoolSlot>,
+    ) -> Provisioned {
+        Provisioned {
+            url: admin.server.database_url(&name),
+            redacted_url: admin.server.redacted_database_url(&name),
+            name,
+            base: base.to_owned(),
+            source: source.to_owned(),
+            claimed_from_pool,
+            refills,
+        }
+    }
+
+    fn into_test_db(self, connection: DatabaseConnection) -> TestDb {
+        TestDb {
+            name: self.name,
+            url: self.url,
+            redacted_url: self.redacted_url,
+            connection: Some(connection),
+            claimed_from_pool: self.claimed_from_pool,
+            refills: self.refills,
+        }
+    }
+
+    async fn discard(&self, admin: &Admin) -> Result<(), TestDbError> {
+        let dropped = admin.drop_database_force(&self.name).await;
+        let forgotten = match (&self.refills, self.claimed_from_pool) {
+            (Some(slot), true) => slot.bookkeeping.forget(&self.name).await,
+            _ => Ok(()),
+        };
+        dropped.and(forgotten)
+    }
+}
+
+fn parse_pool_size(raw: Option<&str>) -> Result<usize, TestDbError> {
+    let Some(text) = raw.map(str::trim).filter(|text| !text.is_empty()) else {
+        return Ok(DEFAULT_POOL_SIZE);
+    };
+    text.parse::<usize>()
+        .ok()
+        .filter(|size| *size <= MAX_POOL_SIZE)
+        .ok_or_else(|| TestDbError::Failed {
+            action: format!("reading {POOL_SIZE_ENV}"),
+            cause: format!(
+                "`{}` is not a number from 0 to {MAX_POOL_SIZE}",
+                one_line(text)
+            ),
+            remedy: "set it to how many ready clones to keep, or 0 to clone on demand",
+        })
+}
+
+/// Per process and template: the template is checked (or built) and outdated pool entries are
+/// retired once, not on every claim.
+type PreparedCell = Arc<OnceCell<Result<Option<PoolSlot>, TestDbError>>>;
+static PREPARED: Mutex<BTreeMap<String, PreparedCell>> = Mutex::new(BTreeMap::new());
+
+async fn ensure_prepared<M: MigratorTrait + 'static>(
+    admin: &Admin,
+    plan: &Plan,
+) -> Result<Option<PoolSlot>, TestDbError> {
+    let cell = PREPARED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .entry(plan.template.clone())
+        .or_default()
+        .clone();
+    let slot = cell
+        .get_or_init(|| async {
+            admin
+                .ensure_template::<M>(&plan.base, &plan.template)
+                .await?;
+            if plan.pool_size == 0 {
+                return Ok(None);
+            }
+            let bookkeeping = Bookkeeping::open(admin, &plan.base).await?;
+            bookkeeping
+                .retire_other_templates(admin, &plan.template)
+                .await?;
+            Ok(Some(PoolSlot {
+                bookkeeping,
+                template: plan.template.clone(),
+                size: plan.pool_size,
+            }))
+        })
+        .await
+        .clone()?;
+    // The size in effect is the caller's, so one process may use several sizes for one template.
+    Ok(match (slot, plan.pool_size) {
+        (_, 0) => None,
+        (Some(slot), size) => Some(PoolSlot { size, ..slot }),
+        (None, size) => {
+            let bookkeeping = Bookkeeping::open(admin, &plan.base).await?;
+            Some(PoolSlot {
+                bookkeeping,
+                template: plan.template.clone(),
+                size,
+            })
+        }
+    })
+}
+
+fn forget_prepared_templates(prefix: &str) {
+    PREPARED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .retain(|template, _| !template.starts_with(prefix));
+}
+
+fn template_prefix(base: &str) -> String {
+    format!("{base}_tpl_")
+}
+
+fn test_database_prefix(base: &str) -> String {
+    format!("{base}_test_")
 }
 
 /// The server and naming derived from `DATABASE_URL`.
@@ -405,14 +833,6 @@ impl Server {
 
     fn configured_database(&self) -> String {
         percent_decode(self.url.path().trim_start_matches('/'))
-    }
-
-    fn template_prefix(&self) -> String {
-        format!("{}_tpl_", self.base_name)
-    }
-
-    fn test_database_prefix(&self) -> String {
-        format!("{}_test_", self.base_name)
     }
 
     /// Error text from drivers may echo the URL; the password must never reach the output.
@@ -518,18 +938,14 @@ impl Admin {
         Ok((major.max(0) as u32, fsync))
     }
 
-    fn template_name(&self) -> String {
-        template_name(&self.server.base_name, self.server_major_version)
-    }
-
-    fn next_test_database_name(&self) -> String {
+    fn next_test_database_name(&self, base: &str) -> String {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let counter = COUNTER.fetch_add(1, Ordering::Relaxed);
         // Tells apart equal pid/counter pairs from runs on other machines sharing one server.
         let random = RandomState::new().hash_one((counter, SystemTime::now())) & 0xff_ffff;
         let name = format!(
-            "{}_test_{}_{counter}_{random:06x}",
-            self.server.base_name,
+            "{}{}_{counter}_{random:06x}",
+            test_database_prefix(base),
             std::process::id()
         );
         debug_assert!(
@@ -539,9 +955,30 @@ impl Admin {
         name
     }
 
+    /// Creates `{name}` from `source` with `strategy`, for a test that waits for it.
+    async fn clone_on_demand(
+        &self,
+        base: &str,
+        source: &str,
+        strategy: CloneStrategy,
+        refills: Option<PoolSlot>,
+    ) -> Result<Provisioned, TestDbError> {
+        let name = self.next_test_database_name(base);
+        self.create_database_from(&name, source, strategy).await?;
+        Ok(Provisioned::new(self, base, source, name, false, refills))
+    }
+
     /// Runs under the advisory lock, so concurrent threads and processes build the template once.
-    async fn ensure_template(&self) -> Result<String, TestDbError> {
-        let template = self.template_name();
+    async fn ensure_template<M: MigratorTrait + 'static>(
+        &self,
+        base: &str,
+        template: &str,
+    ) -> Result<(), TestDbError> {
+        // A marked template is complete, so most processes (one per test under nextest) skip the
+        // lock and the extra session it needs; whoever builds a template drops the outdated ones.
+        if self.database_is_template(template).await? == Some(true) {
+            return Ok(());
+        }
         let locking = format!(
             "locking the template build on {}",
             self.server.redacted_url()
@@ -563,7 +1000,7 @@ impl Admin {
             remedy: lock_remedy,
         })?;
         sqlx::query("SELECT pg_advisory_lock($1)")
-            .bind(template_lock_key())
+            .bind(template_lock_key(base))
             .execute(&mut lock_session)
             .await
             .map_err(|error| TestDbError::Failed {
@@ -572,32 +1009,42 @@ impl Admin {
                 remedy: lock_remedy,
             })?;
 
-        let built = self.build_template_locked(&template).await;
+        let built = self.build_template_locked::<M>(base, template).await;
 
         // Ending the session releases the lock even if the explicit unlock fails.
         let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
-            .bind(template_lock_key())
+            .bind(template_lock_key(base))
             .execute(&mut lock_session)
             .await;
         let _ = lock_session.close().await;
-        built.map(|()| template)
+        built
     }
 
-    async fn build_template_locked(&self, template: &str) -> Result<(), TestDbError> {
+    async fn build_template_locked<M: MigratorTrait + 'static>(
+        &self,
+        base: &str,
+        template: &str,
+    ) -> Result<(), TestDbError> {
         match self.database_is_template(template).await? {
             Some(true) => {}
             Some(false) => {
                 // Created but never marked: a build that crashed before all migrations succeeded.
                 self.drop_database_force(template).await?;
-                self.build_template(template).await?;
+                self.build_template::<M>(template).await?;
             }
-            None => self.build_template(template).await?,
+            None => self.build_template::<M>(template).await?,
         }
-        self.drop_other_templates(template).await;
+        // Old templates would otherwise pile up, one per edit of the migrations.
+        if let Err(error) = self.drop_templates(base, Some(template)).await {
+            eprintln!("{error}");
+        }
         Ok(())
     }
 
-    async fn build_template(&self, template: &str) -> Result<(), TestDbError> {
+    async fn build_template<M: MigratorTrait + 'static>(
+        &self,
+        template: &str,
+    ) -> Result<(), TestDbError> {
         self.execute(
             &format!(
                 "CREATE DATABASE {} TEMPLATE template0",
@@ -608,7 +1055,7 @@ impl Admin {
         )
         .await?;
 
-        if let Err(error) = self.migrate(template).await {
+        if let Err(error) = self.migrate::<M>(template).await {
             let _ = self.drop_database_force(template).await;
             return Err(error);
         }
@@ -624,30 +1071,28 @@ impl Admin {
         .await
     }
 
-    async fn migrate(&self, template: &str) -> Result<(), TestDbError> {
+    async fn migrate<M: MigratorTrait + 'static>(&self, template: &str) -> Result<(), TestDbError> {
         let action = format!("applying the migrations to template database {template}");
-        let remedy =
-            "fix the failing migration; `cargo run -p migration -- up` shows the same error";
+        let remedy = "fix the failing migration; `cargo xtask db-migrate` shows the same error";
         let connection = connect_pool(&self.server.database_url(template), 1)
             .await
             .map_err(|error| self.failed(&action, &error, remedy))?;
-        let migrated = migration::Migrator::up(&connection, None).await;
+        let migrated = M::up(&connection, None).await;
         // Cloning needs the template free of sessions, so close it properly before marking.
         let closed = connection.close().await;
         migrated.map_err(|error| self.failed(&action, &error, remedy))?;
         closed.map_err(|error| self.failed(&action, &error, remedy))
     }
 
-    /// Old templates would otherwise pile up, one per edit of the migrations.
-    async fn drop_other_templates(&self, current: &str) {
-        let others = match self.names_with_prefix(&self.server.template_prefix()).await {
-            Ok(names) => names,
-            Err(error) => {
-                eprintln!("{error}");
-                return;
-            }
-        };
-        for other in others.into_iter().filter(|name| name != current) {
+    /// Drops the templates of `base` except `keep`; returns how many it dropped. An error on one
+    /// template is reported and the others are still dropped.
+    async fn drop_templates(&self, base: &str, keep: Option<&str>) -> Result<usize, TestDbError> {
+        let templates = self.names_with_prefix(&template_prefix(base)).await?;
+        let mut dropped = 0;
+        for other in templates
+            .into_iter()
+            .filter(|name| Some(name.as_str()) != keep)
+        {
             let unmarked = self
                 .execute(
                     &format!(
@@ -658,14 +1103,12 @@ impl Admin {
                     "drop it by hand once no test run uses it",
                 )
                 .await;
-            let dropped = match unmarked {
-                Ok(()) => self.drop_database_force(&other).await,
-                Err(error) => Err(error),
-            };
-            if let Err(error) = dropped {
-                eprintln!("{error}");
+            match unmarked.and(self.drop_database_force(&other).await) {
+                Ok(()) => dropped += 1,
+                Err(error) => eprintln!("{error}"),
             }
         }
+        Ok(dropped)
     }
 
     async fn names_with_prefix(&self, prefix: &str) -> Result<Vec<String>, TestDbError> {
@@ -686,6 +1129,10 @@ impl Admin {
             .map_err(|error| {
                 self.failed("listing databases", &error, "check the server is healthy")
             })
+    }
+
+    async fn database_exists(&self, name: &str) -> Result<bool, TestDbError> {
+        Ok(self.database_is_template(name).await?.is_some())
     }
 
     async fn database_is_template(&self, name: &str) -> Result<Option<bool>, TestDbError> {
@@ -758,7 +1205,12 @@ impl Admin {
         .await
     }
 
-    async fn drop_idle_test_databases(&self, kept: KeptDatabases) -> Result<usize, TestDbError> {
+    /// Also forgets the pool entries whose database is gone, so a crashed run leaves nothing behind.
+    async fn drop_idle_test_databases(
+        &self,
+        base: &str,
+        kept: KeptDatabases,
+    ) -> Result<usize, TestDbError> {
         let rows = self
             .pool
             .query_all_raw(Statement::from_sql_and_values(
@@ -769,7 +1221,7 @@ impl Admin {
                    AND ($2 OR shobj_description(d.oid, 'pg_database') IS DISTINCT FROM $3) \
                  ORDER BY d.datname",
                 [
-                    Value::from(self.server.test_database_prefix()),
+                    Value::from(test_database_prefix(base)),
                     Value::from(kept == KeptDatabases::Drop),
                     Value::from(KEPT_DATABASE_COMMENT),
                 ],
@@ -805,6 +1257,15 @@ impl Admin {
                     ));
                 }
             }
+        }
+        if self
+            .database_exists(&bookkeeping_database_name(base))
+            .await?
+        {
+            Bookkeeping::open(self, base)
+                .await?
+                .forget_missing()
+                .await?;
         }
         Ok(dropped)
     }
@@ -843,14 +1304,6 @@ async fn admin() -> Result<Arc<Admin>, TestDbError> {
             let server = Server::from_env()?;
             Admin::connect(server).await.map(Arc::new)
         })
-        .await
-        .clone()
-}
-
-async fn prepared_template(admin: &Admin) -> Result<String, TestDbError> {
-    static TEMPLATE: OnceCell<Result<String, TestDbError>> = OnceCell::const_new();
-    TEMPLATE
-        .get_or_init(|| admin.ensure_template())
         .await
         .clone()
 }
@@ -985,14 +1438,16 @@ fn sqlstate(error: &DbErr) -> Option<String> {
         .map(|code| code.into_owned())
 }
 
-fn template_name(base_name: &str, server_major_version: u32) -> String {
-    let mut hash = fnv1a(FNV_OFFSET_BASIS, MIGRATIONS_FINGERPRINT.as_bytes());
+fn template_name(base_name: &str, fingerprint: &str, server_major_version: u32) -> String {
+    let mut hash = fnv1a(FNV_OFFSET_BASIS, fingerprint.as_bytes());
     hash = fnv1a(hash, format!(":pg{server_major_version}").as_bytes());
     format!("{base_name}_tpl_{:012x}", hash & 0xffff_ffff_ffff)
 }
 
-fn template_lock_key() -> i64 {
-    fnv1a(FNV_OFFSET_BASIS, TEMPLATE_LOCK_NAME.as_bytes()) as i64
+/// One lock per base, so templates of unrelated bases build side by side.
+fn template_lock_key(base: &str) -> i64 {
+    let hash = fnv1a(FNV_OFFSET_BASIS, TEMPLATE_LOCK_NAME.as_bytes());
+    fnv1a(hash, base.as_bytes()) as i64
 }
 
 const FNV_OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
@@ -1089,10 +1544,27 @@ mod tests {
     #[test]
     fn template_name_fits_identifier_limit_and_depends_on_server_version() {
         let base = "x".repeat(MAX_BASE_NAME_BYTES);
-        let on_15 = template_name(&base, 15);
+        let on_15 = template_name(&base, MIGRATIONS_FINGERPRINT, 15);
         assert!(on_15.len() <= MAX_IDENTIFIER_BYTES, "{on_15}");
-        assert_ne!(on_15, template_name(&base, 16));
-        assert_eq!(on_15, template_name(&base, 15));
+        assert_ne!(on_15, template_name(&base, MIGRATIONS_FINGERPRINT, 16));
+        assert_eq!(on_15, template_name(&base, MIGRATIONS_FINGERPRINT, 15));
+        assert_ne!(on_15, template_name(&base, "another fingerprint", 15));
+    }
+
+    #[test]
+    fn pool_size_defaults_to_four_and_rejects_garbage_in_one_line() {
+        assert_eq!(parse_pool_size(None), Ok(DEFAULT_POOL_SIZE));
+        assert_eq!(parse_pool_size(Some(" ")), Ok(DEFAULT_POOL_SIZE));
+        assert_eq!(parse_pool_size(Some("0")), Ok(0));
+        assert_eq!(parse_pool_size(Some(" 7 ")), Ok(7));
+        let error = parse_pool_size(Some("four\nplease"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            "reading DB_TEST_POOL_SIZE failed (`four please` is not a number from 0 to 64): set it to how many ready clones to keep, or 0 to clone on demand"
+        );
+        assert!(parse_pool_size(Some("65")).is_err());
     }
 
     #[test]

@@ -1,10 +1,12 @@
-//! Checks `db::testing` and the `testdb` binary themselves: fresh migrated clones, cleanup, kept databases and error messages.
+//! Checks `db::testing` and the `testdb` binary themselves: fresh migrated clones, the pool of ready clones, cleanup, kept databases and error messages.
 
+use std::collections::BTreeSet;
 use std::process::{Command, Output};
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use db::projects::{self, NewProject};
-use db::testing::{self, TestDb};
+use db::testing::{self, TestDb, TestTemplate};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement, Value};
 use url::Url;
@@ -14,6 +16,8 @@ const KEPT_DATABASE_COMMENT: &str = "kept by db::testing after a failed test";
 const KEEP_PROBE_ENV: &str = "DB_TESTING_KEEP_PROBE";
 const KEEP_PROBE_TEST: &str = "failing_test_probe_for_keep_on_failure";
 const SESSION_END_DEADLINE: Duration = Duration::from_secs(10);
+const POOL_PROBE_TEST: &str = "pool_probe_claims_one_database";
+const POOL_PROBE_MARKER: &str = "pool probe: ";
 
 fn database_url() -> Url {
     let raw =
@@ -438,4 +442,394 @@ async fn failing_test_probe_for_keep_on_failure() {
         std::env::var_os(KEEP_PROBE_ENV).is_none(),
         "failing on purpose to exercise DB_TEST_KEEP"
     );
+}
+
+/// The application's migrations under a base name of the test's own, so its pool and template
+/// are not shared with the tests running alongside and exact counts hold.
+fn isolated_template(base: &str, pool_size: usize) -> TestTemplate<Migrator> {
+    TestTemplate::application()
+        .with_base_name(base)
+        .with_pool_size(pool_size)
+}
+
+/// `(name, template, state)` of every entry in the pool bookkeeping of `base`.
+async fn pool_entries(base: &str) -> Vec<(String, String, String)> {
+    let bookkeeping = Database::connect(url_for_database(&format!("{base}_testpool")))
+        .await
+        .unwrap();
+    let rows = bookkeeping
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT name, template, state FROM pool_databases ORDER BY name",
+        ))
+        .await
+        .unwrap();
+    bookkeeping.close().await.unwrap();
+    rows.iter()
+        .map(|row| {
+            (
+                row.try_get("", "name").unwrap(),
+                row.try_get("", "template").unwrap(),
+                row.try_get("", "state").unwrap(),
+            )
+        })
+        .collect()
+}
+
+async fn databases_with_prefix(admin: &DatabaseConnection, prefix: &str) -> Vec<String> {
+    admin
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT datname FROM pg_database WHERE starts_with(datname, $1) ORDER BY datname",
+            [Value::from(prefix)],
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.try_get("", "datname").unwrap())
+        .collect()
+}
+
+async fn applied_migrations(db: &DatabaseConnection) -> Vec<String> {
+    db.query_all_raw(Statement::from_string(
+        DbBackend::Postgres,
+        "SELECT version FROM seaql_migrations ORDER BY version",
+    ))
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| row.try_get("", "version").unwrap())
+    .collect()
+}
+
+#[test]
+fn parallel_claims_never_hand_out_the_same_database() {
+    const POOL_SIZE: usize = 4;
+    const CLAIMERS: usize = 8;
+    let template = isolated_template("dbtesting_pool_parallel", POOL_SIZE);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(template.drop_all_databases()).unwrap();
+    runtime.block_on(template.prepare()).unwrap();
+    assert_eq!(
+        runtime.block_on(template.ready_in_pool()).unwrap(),
+        POOL_SIZE
+    );
+
+    let start = Arc::new(Barrier::new(CLAIMERS));
+    let all_claimed = Arc::new(Barrier::new(CLAIMERS));
+    let claimers: Vec<_> = (0..CLAIMERS)
+        .map(|_| {
+            let template = template.clone();
+            let start = Arc::clone(&start);
+            let all_claimed = Arc::clone(&all_claimed);
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async {
+                    start.wait();
+                    let test_db = template.test_db().await.unwrap();
+                    let claimed = (test_db.name().to_owned(), test_db.claimed_from_pool());
+                    // Every database is held until all are handed out, so none is recycled early.
+                    all_claimed.wait();
+                    drop(test_db);
+                    claimed
+                })
+            })
+        })
+        .collect();
+    let claimed: Vec<(String, bool)> = claimers
+        .into_iter()
+        .map(|claimer| claimer.join().unwrap())
+        .collect();
+
+    let names: BTreeSet<&str> = claimed.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(
+        names.len(),
+        CLAIMERS,
+        "every claimer got its own: {claimed:?}"
+    );
+    let from_pool = claimed.iter().filter(|(_, pooled)| *pooled).count();
+    assert_eq!(
+        from_pool, POOL_SIZE,
+        "the ready clones were claimed, the rest cloned on demand: {claimed:?}"
+    );
+    assert_eq!(
+        runtime.block_on(template.ready_in_pool()).unwrap(),
+        POOL_SIZE,
+        "the drops topped the pool up again"
+    );
+    runtime.block_on(template.drop_all_databases()).unwrap();
+}
+
+#[tokio::test]
+async fn claimed_clone_is_migrated_and_its_drop_refills_the_pool() {
+    const BASE: &str = "dbtesting_pool_refill";
+    let admin = admin().await;
+    let template = isolated_template(BASE, 2);
+    template.drop_all_databases().await.unwrap();
+    let template_name = template.prepare().await.unwrap();
+    assert_eq!(template.ready_in_pool().await.unwrap(), 2);
+
+    let test_db = template.test_db().await.unwrap();
+    assert!(test_db.claimed_from_pool(), "{test_db:?}");
+    assert_eq!(template.ready_in_pool().await.unwrap(), 1);
+    let name = test_db.name().to_owned();
+    assert!(pool_entries(BASE).await.contains(&(
+        name.clone(),
+        template_name.clone(),
+        "claimed".to_owned()
+    )));
+    let expected: Vec<String> = Migrator::migrations()
+        .iter()
+        .map(|migration| migration.name().to_owned())
+        .collect();
+    assert_eq!(applied_migrations(test_db.conn()).await, expected);
+    assert_eq!(
+        count(test_db.conn(), "SELECT count(*) AS count FROM projects").await,
+        0
+    );
+
+    drop(test_db);
+
+    assert!(
+        !database_exists(&admin, &name).await,
+        "{name} still exists after drop"
+    );
+    let entries = pool_entries(BASE).await;
+    assert!(
+        entries
+            .iter()
+            .all(|(entry, _, state)| entry != &name && state == "ready"),
+        "{entries:?}"
+    );
+    assert_eq!(
+        template.ready_in_pool().await.unwrap(),
+        2,
+        "the drop cloned a replacement"
+    );
+    template.drop_all_databases().await.unwrap();
+}
+
+#[tokio::test]
+async fn pool_size_zero_clones_on_demand_without_bookkeeping() {
+    const BASE: &str = "dbtesting_pool_disabled";
+    let admin = admin().await;
+    let template = isolated_template(BASE, 0);
+    template.drop_all_databases().await.unwrap();
+    template.prepare().await.unwrap();
+
+    let test_db = template.test_db().await.unwrap();
+    assert!(!test_db.claimed_from_pool());
+    assert_eq!(
+        applied_migrations(test_db.conn()).await.len(),
+        Migrator::migrations().len()
+    );
+    let name = test_db.name().to_owned();
+    drop(test_db);
+
+    assert!(!database_exists(&admin, &name).await);
+    assert!(
+        databases_with_prefix(&admin, &format!("{BASE}_test"))
+            .await
+            .is_empty(),
+        "no pooled clones and no bookkeeping database"
+    );
+    template.drop_all_databases().await.unwrap();
+}
+
+/// Runs [`pool_probe_claims_one_database`] in a child process with `DATABASE_URL` and
+/// `DB_TEST_POOL_SIZE` as given; returns the probe's database and whether it came from the pool.
+fn run_pool_probe(database_url: &str, pool_size: Option<&str>) -> (String, bool) {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args([
+            "--exact",
+            POOL_PROBE_TEST,
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("DATABASE_URL", database_url);
+    match pool_size {
+        Some(size) => command.env("DB_TEST_POOL_SIZE", size),
+        None => command.env_remove("DB_TEST_POOL_SIZE"),
+    };
+    let output = command.output().expect("the test binary runs itself");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = stdout
+        .lines()
+        .find_map(|line| line.split_once(POOL_PROBE_MARKER))
+        .map(|(_, rest)| rest.split_whitespace().collect::<Vec<_>>())
+        .unwrap_or_else(|| panic!("the probe reports its database\n{stdout}"));
+    match report.as_slice() {
+        [name, pooled, ..] => (name.to_string(), *pooled == "claimed_from_pool=true"),
+        _ => panic!("malformed probe report\n{stdout}"),
+    }
+}
+
+#[tokio::test]
+async fn pool_size_comes_from_the_environment_and_cleanup_removes_the_pool() {
+    const BASE: &str = "dbtesting_pool_env";
+    let admin = admin().await;
+    let probe_url = url_for_database(BASE);
+    isolated_template(BASE, 0)
+        .drop_all_databases()
+        .await
+        .unwrap();
+
+    let without_pool = run_testdb_with_pool_size(&["prepare"], &probe_url, "0");
+    assert!(without_pool.status.success(), "{without_pool:?}");
+    assert!(
+        databases_with_prefix(&admin, &format!("{BASE}_test"))
+            .await
+            .is_empty(),
+        "DB_TEST_POOL_SIZE=0 clones nothing ahead"
+    );
+
+    let with_pool = run_testdb_with_pool_size(&["prepare"], &probe_url, "2");
+    assert!(with_pool.status.success(), "{with_pool:?}");
+    assert_eq!(
+        databases_with_prefix(&admin, &format!("{BASE}_test_"))
+            .await
+            .len(),
+        2
+    );
+
+    let (on_demand, pooled) = run_pool_probe(&probe_url, Some("0"));
+    assert!(!pooled, "DB_TEST_POOL_SIZE=0 ignores ready clones");
+    assert!(!database_exists(&admin, &on_demand).await);
+    assert_eq!(pool_entries(BASE).await.len(), 2, "nor refills the pool");
+
+    let (claimed, pooled) = run_pool_probe(&probe_url, None);
+    assert!(pooled, "by default a ready clone is claimed");
+    assert!(!database_exists(&admin, &claimed).await);
+    assert_eq!(
+        pool_entries(BASE).await.len(),
+        4,
+        "the drop topped the pool up to the default size"
+    );
+
+    let cleanup = run_testdb(&["cleanup"], Some(&probe_url));
+    assert!(cleanup.status.success(), "{cleanup:?}");
+    assert_eq!(String::from_utf8_lossy(&cleanup.stdout).trim(), "4");
+    assert!(pool_entries(BASE).await.is_empty());
+    isolated_template(BASE, 0)
+        .drop_all_databases()
+        .await
+        .unwrap();
+}
+
+fn run_testdb_with_pool_size(arguments: &[&str], database_url: &str, size: &str) -> Output {
+    Command::new(TESTDB)
+        .args(arguments)
+        .env("DATABASE_URL", database_url)
+        .env("DB_TEST_POOL_SIZE", size)
+        .output()
+        .expect("the testdb binary runs")
+}
+
+#[tokio::test]
+#[ignore = "run by pool_size_comes_from_the_environment_and_cleanup_removes_the_pool"]
+async fn pool_probe_claims_one_database() {
+    let test_db = TestDb::new().await;
+    println!(
+        "{POOL_PROBE_MARKER}{} claimed_from_pool={}",
+        test_db.name(),
+        test_db.claimed_from_pool()
+    );
+}
+
+#[tokio::test]
+async fn new_fingerprint_drops_the_clones_of_the_old_template() {
+    const BASE: &str = "dbtesting_pool_change";
+    let admin = admin().await;
+    let old = TestTemplate::<Migrator>::new("fingerprint before the edit")
+        .with_base_name(BASE)
+        .with_pool_size(2);
+    let new = TestTemplate::<Migrator>::new("fingerprint after the edit")
+        .with_base_name(BASE)
+        .with_pool_size(2);
+    old.drop_all_databases().await.unwrap();
+
+    let old_template = old.prepare().await.unwrap();
+    let old_clones: Vec<String> = pool_entries(BASE)
+        .await
+        .into_iter()
+        .map(|(name, _, _)| name)
+        .collect();
+    assert_eq!(old_clones.len(), 2);
+
+    let new_template = new.prepare().await.unwrap();
+
+    assert_ne!(old_template, new_template);
+    assert!(!database_exists(&admin, &old_template).await);
+    for clone in &old_clones {
+        assert!(!database_exists(&admin, clone).await, "{clone} survived");
+    }
+    let entries = pool_entries(BASE).await;
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert!(
+        entries
+            .iter()
+            .all(|(_, template, state)| template == &new_template && state == "ready"),
+        "{entries:?}"
+    );
+    new.drop_all_databases().await.unwrap();
+}
+
+#[tokio::test]
+async fn cleanup_removes_what_a_crashed_run_left_in_the_pool() {
+    const BASE: &str = "dbtesting_pool_crash";
+    let admin = admin().await;
+    let template = isolated_template(BASE, 1);
+    template.drop_all_databases().await.unwrap();
+    let template_name = template.prepare().await.unwrap();
+
+    // A claimer that died holding its clone, and a filler that died before its CREATE DATABASE.
+    let abandoned = format!("{BASE}_test_999999_0_dead01");
+    let never_created = format!("{BASE}_test_999999_1_dead02");
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE \"{abandoned}\""))
+        .await
+        .unwrap();
+    let bookkeeping = Database::connect(url_for_database(&format!("{BASE}_testpool")))
+        .await
+        .unwrap();
+    for (name, state) in [(&abandoned, "claimed"), (&never_created, "creating")] {
+        bookkeeping
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "INSERT INTO pool_databases (name, template, state, created_by_pid) VALUES ($1, $2, $3, 999999)",
+                [
+                    Value::from(name.as_str()),
+                    Value::from(template_name.as_str()),
+                    Value::from(state),
+                ],
+            ))
+            .await
+            .unwrap();
+    }
+    bookkeeping.close().await.unwrap();
+    assert_eq!(pool_entries(BASE).await.len(), 3);
+
+    let dropped = template.drop_stale_test_databases().await.unwrap();
+
+    assert_eq!(dropped, 2, "the abandoned clone and the ready one");
+    assert!(!database_exists(&admin, &abandoned).await);
+    assert!(pool_entries(BASE).await.is_empty());
+    assert!(
+        database_exists(&admin, &template_name).await,
+        "the template stays"
+    );
+    template.drop_all_databases().await.unwrap();
 }

@@ -743,7 +743,7 @@ async fn status<M: MigratorTrait>(db: &DatabaseConnection, check: bool) -> Resul
         .count();
     if pending > 0 {
         eprintln!(
-            "error: {pending} migration(s) pending: apply them with `cargo run -p migration -- up`"
+            "error: {pending} migration(s) pending: apply them with `cargo xtask db-migrate`"
         );
         return Ok(ExitCode::FAILURE);
     }

@@ -128,10 +128,12 @@ impl Config {
     }
 
     pub fn from_lookup(root: &Path, lookup: Lookup) -> Result<Config> {
-        let state_dir = lookup
-            .value("DB_STATE_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join(".data"));
+        // Relative paths mean the workspace root, wherever cargo was started from.
+        let state_dir = root.join(
+            lookup
+                .value("DB_STATE_DIR")
+                .unwrap_or_else(|| ".data".to_owned()),
+        );
         let image = lookup
             .value("POSTGRES_IMAGE")
             .unwrap_or_else(|| DEFAULT_IMAGE.to_owned());
@@ -169,12 +171,8 @@ impl Config {
     /// The settings of the separate server that `db-test` starts on the local backend:
     /// port `POSTGRES_TEST_PORT`, or the next one after the developer's.
     pub fn for_test_server(&self) -> Result<Config> {
-        let port = match self.lookup.value("POSTGRES_TEST_PORT") {
-            Some(raw) => raw
-                .parse::<u16>()
-                .ok()
-                .filter(|p| *p != 0)
-                .with_context(|| format!("POSTGRES_TEST_PORT={raw:?} is not a port number: use 1-65535"))?,
+        let port = match port_setting(&self.lookup, "POSTGRES_TEST_PORT")? {
+            Some(port) => port,
             None => self.port.checked_add(1).context("POSTGRES_PORT is 65535, so there is no next port for the test server: set POSTGRES_TEST_PORT")?,
         };
         let mut test = self.clone();
@@ -220,14 +218,7 @@ fn url_from_parts(lookup: &Lookup) -> Result<Url> {
     let database = lookup
         .value("POSTGRES_DB")
         .unwrap_or_else(|| DEFAULT_DB.into());
-    let port = match lookup.value("POSTGRES_PORT") {
-        Some(raw) => raw
-            .parse::<u16>()
-            .ok()
-            .filter(|p| *p != 0)
-            .with_context(|| format!("POSTGRES_PORT={raw:?} is not a port number: use 1-65535"))?,
-        None => DEFAULT_PORT,
-    };
+    let port = port_setting(lookup, "POSTGRES_PORT")?.unwrap_or(DEFAULT_PORT);
     let mut url = Url::parse("postgres://127.0.0.1").expect("static URL parses");
     url.set_port(Some(port)).expect("postgres URLs take ports");
     url.set_username(&user)
@@ -238,27 +229,39 @@ fn url_from_parts(lookup: &Lookup) -> Result<Url> {
     Ok(url)
 }
 
+fn port_setting(lookup: &Lookup, key: &str) -> Result<Option<u16>> {
+    lookup
+        .value(key)
+        .map(|raw| {
+            raw.parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .with_context(|| format!("{key}={raw:?} is not a port number: use 1-65535"))
+        })
+        .transpose()
+}
+
 pub fn parse_database_url(raw: &str) -> Result<Url> {
     let url = Url::parse(raw).map_err(|e| {
         anyhow::anyhow!(
-            "DATABASE_URL is malformed ({e}): expected postgres://user:password@host:port/database"
+            "DATABASE_URL is malformed ({e}): expected a URL like postgres://app@127.0.0.1:5432/app with the password after the user name"
         )
     })?;
     if !matches!(url.scheme(), "postgres" | "postgresql") {
         bail!(
-            "DATABASE_URL uses the scheme {:?}, not postgres: expected postgres://user:password@host:port/database",
+            "DATABASE_URL uses the scheme {:?}, not postgres: expected a URL like postgres://app@127.0.0.1:5432/app with the password after the user name",
             url.scheme()
         );
     }
     if url.host_str().is_none_or(str::is_empty) {
         bail!(
-            "DATABASE_URL {} names no host: expected postgres://user:password@host:port/database",
+            "DATABASE_URL {} names no host: expected a URL like postgres://app@127.0.0.1:5432/app with the password after the user name",
             redact_url(&url)
         );
     }
     if url.username().is_empty() {
         bail!(
-            "DATABASE_URL {} names no user: expected postgres://user:password@host:port/database",
+            "DATABASE_URL {} names no user: expected a URL like postgres://app@127.0.0.1:5432/app with the password after the user name",
             redact_url(&url)
         );
     }
@@ -267,11 +270,12 @@ pub fn parse_database_url(raw: &str) -> Result<Url> {
 
 pub fn host_is_local(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    host == "localhost"
-        || host == "::1"
-        || host.starts_with("127.")
+    host.eq_ignore_ascii_case("localhost")
         || host.starts_with('/')
         || host.is_empty()
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 pub fn redact_url(url: &Url) -> String {
@@ -322,7 +326,7 @@ pub fn redact_text(text: &str) -> String {
     out
 }
 
-fn percent_decode(s: &str) -> String {
+pub fn percent_decode(s: &str) -> String {
     percent_encoding::percent_decode_str(s)
         .decode_utf8_lossy()
         .into_owned()
@@ -468,7 +472,7 @@ mod tests {
         ] {
             assert!(host_is_local(host), "{host}");
         }
-        for host in ["postgres", "db.example.com", "10.0.0.5"] {
+        for host in ["postgres", "db.example.com", "10.0.0.5", "127.0.0.1.nip.io"] {
             assert!(!host_is_local(host), "{host}");
         }
     }

@@ -41,11 +41,10 @@ pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
     let schema = normalize(&dumped?);
 
     // DB_SCHEMA_FILE lets tests check a copy instead of the committed file.
-    let path = ctx
-        .cfg
-        .lookup
-        .value("DB_SCHEMA_FILE")
-        .map_or_else(|| ctx.cfg.root.join(SCHEMA_FILE), Into::into);
+    let path = ctx.cfg.lookup.value("DB_SCHEMA_FILE").map_or_else(
+        || ctx.cfg.root.join(SCHEMA_FILE),
+        |file| ctx.cfg.root.join(file),
+    );
     if !args.check {
         fs::write(&path, &schema).with_context(|| format!("cannot write {}", path.display()))?;
         ui::info(format!("wrote {}", path.display()));
@@ -53,7 +52,7 @@ pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
     }
     let committed = fs::read_to_string(&path).unwrap_or_default();
     if committed == schema {
-        ui::info(format!("{SCHEMA_FILE} is up to date"));
+        ui::info(format!("{} is up to date", path.display()));
         return Ok(ExitCode::SUCCESS);
     }
     let fresh = tempfile::Builder::new()
@@ -63,15 +62,16 @@ pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
         .context("cannot create a temporary file")?;
     fs::write(fresh.path(), &schema).context("cannot write a temporary file")?;
     let fresh_path = fresh.path();
+    let label = path.display().to_string();
     let _ = cmd!(
         ctx.sh,
-        "diff -u --label {SCHEMA_FILE} --label migrations {path} {fresh_path}"
+        "diff -u --label {label} --label migrations {path} {fresh_path}"
     )
     .ignore_status()
     .quiet()
     .run();
     bail!(
-        "{SCHEMA_FILE} is stale: the migrations produce a different schema; run `cargo xtask db-dump` and commit it"
+        "{label} is stale: the migrations produce a different schema; run `cargo xtask db-dump` and commit it"
     )
 }
 

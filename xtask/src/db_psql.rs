@@ -2,12 +2,9 @@
 
 use std::{io::IsTerminal, process::ExitCode};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
-use crate::{
-    backend::{self, BackendChoice, Ctx},
-    process,
-};
+use crate::backend::{self, BackendChoice, Ctx};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -25,6 +22,7 @@ pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
         .client_command(ctx, "psql", &ctx.cfg.database, interactive)?
         .args(&args.psql_args)
         .quiet();
-    process::run_passthrough(psql)?;
-    Ok(ExitCode::SUCCESS)
+    // psql replaces xtask, so that Ctrl-C cancels a query instead of orphaning psql.
+    let error = std::os::unix::process::CommandExt::exec(&mut std::process::Command::from(psql));
+    Err(error).context("cannot start psql")
 }

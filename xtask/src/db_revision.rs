@@ -103,11 +103,14 @@ fn module_names(lib: &str) -> Vec<&str> {
         .filter_map(|line| {
             let rest = line.trim().strip_prefix("pub ").unwrap_or(line.trim());
             let name = rest.strip_prefix("mod ")?.strip_suffix(';')?.trim();
-            let is_migration = name.starts_with('m')
-                && name.len() > 17
-                && name[1..9].bytes().all(|b| b.is_ascii_digit())
-                && &name[9..10] == "_"
-                && name[10..16].bytes().all(|b| b.is_ascii_digit());
+            // mYYYYMMDD_HHMMSS_name, checked byte by byte so that no input can split a character.
+            let bytes = name.as_bytes();
+            let is_migration = bytes.len() > 17
+                && bytes[0] == b'm'
+                && bytes[1..9].iter().all(u8::is_ascii_digit)
+                && bytes[9] == b'_'
+                && bytes[10..16].iter().all(u8::is_ascii_digit)
+                && bytes[16] == b'_';
             is_migration.then_some(name)
         })
         .collect()

@@ -8,13 +8,12 @@ use crate::{
     backend::{self, BackendChoice, Ctx},
     bins,
     pg::Client,
-    process::ChildFailed,
     ui,
 };
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Exit with status 1 when the server is unreachable or a migration is pending (for CI).
+    /// Exit with status 1 when the server is unreachable, or a migration is pending or was edited after it was applied (for CI).
     #[arg(long)]
     pub check: bool,
 }
@@ -39,11 +38,6 @@ pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
     } else {
         &["status"]
     };
-    match bins::run(ctx, command) {
-        Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(error) => match ChildFailed::exit_code(&error) {
-            Some(code) => Ok(code),
-            None => Err(error),
-        },
-    }
+    bins::run(ctx, command)?;
+    Ok(ExitCode::SUCCESS)
 }

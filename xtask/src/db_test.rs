@@ -67,11 +67,11 @@ pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
             "could not drop the per-test databases ({error:#}); `cargo xtask db-test` drops them next time"
         )),
     }
-    Ok(match status.code() {
-        Some(0) => ExitCode::SUCCESS,
-        Some(code) => ExitCode::from(code.clamp(1, 255) as u8),
-        None => ExitCode::FAILURE,
-    })
+    if status.success() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(ChildFailed::from_status(status).into())
+    }
 }
 
 /// On the local backend, tests get a cluster of their own, tuned for speed; elsewhere
@@ -114,7 +114,7 @@ fn testdb(ctx: &Ctx, command: &str) -> Result<String> {
     .output()
     .with_context(|| format!("cannot run testdb {command}"))?;
     if !output.status.success() {
-        return Err(ChildFailed(output.status.code().unwrap_or(1).clamp(1, 255) as u8).into());
+        return Err(ChildFailed::from_status(output.status).into());
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }

@@ -125,18 +125,32 @@ fn main() -> ExitCode {
 fn run() -> Result<ExitCode> {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        // A bad value gets one line; usage errors keep clap's usual help.
         Err(e)
             if matches!(
                 e.kind(),
-                ErrorKind::ValueValidation | ErrorKind::InvalidValue
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
             ) =>
         {
+            e.exit()
+        }
+        // One line, like every other error; --help has the rest.
+        Err(e) => {
             let text = e.render().to_string();
-            eprintln!("{}", text.lines().next().unwrap_or("error: invalid value"));
+            let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+            let mut first = lines
+                .next()
+                .unwrap_or("error: invalid arguments")
+                .to_owned();
+            if first.ends_with(':')
+                && let Some(detail) = lines.next()
+            {
+                first = format!("{first} {detail}");
+            }
+            eprintln!("{first}; see `cargo xtask --help`");
             return Ok(ExitCode::from(2));
         }
-        Err(e) => e.exit(),
     };
     ui::set_verbosity(cli.quiet, cli.verbose);
     let ctx = context()?;

@@ -16,6 +16,8 @@ use postgres_protocol::{
 };
 use url::Url;
 
+use crate::config::percent_decode;
+
 /// Why a connection or a query failed, classified so that callers can tell
 /// "not running yet" from "wrong password" from "no such database".
 #[derive(Debug)]
@@ -133,9 +135,9 @@ impl Client {
     }
 
     fn startup(&mut self, url: &Url) -> Result<(), PgError> {
-        let user = decode(url.username());
-        let password = url.password().map(decode).unwrap_or_default();
-        let database = decode(url.path().trim_start_matches('/'));
+        let user = percent_decode(url.username());
+        let password = url.password().map(percent_decode).unwrap_or_default();
+        let database = percent_decode(url.path().trim_start_matches('/'));
         let database = if database.is_empty() {
             user.clone()
         } else {
@@ -299,12 +301,6 @@ fn server_error(
         }
     }
     Ok(PgError::Server { code, message })
-}
-
-fn decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(s)
-        .decode_utf8_lossy()
-        .into_owned()
 }
 
 /// Quotes an identifier for SQL.

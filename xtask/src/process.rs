@@ -17,6 +17,10 @@ impl fmt::Display for ChildFailed {
 impl std::error::Error for ChildFailed {}
 
 impl ChildFailed {
+    pub fn from_status(status: std::process::ExitStatus) -> ChildFailed {
+        ChildFailed(status.code().unwrap_or(1).clamp(1, 255) as u8)
+    }
+
     pub fn exit_code(error: &anyhow::Error) -> Option<ExitCode> {
         error
             .downcast_ref::<ChildFailed>()
@@ -33,6 +37,6 @@ pub fn run_passthrough(cmd: xshell::Cmd<'_>) -> Result<()> {
     if status.success() {
         Ok(())
     } else {
-        Err(ChildFailed(status.code().unwrap_or(1).clamp(1, 255) as u8).into())
+        Err(ChildFailed::from_status(status).into())
     }
 }

@@ -1,14 +1,21 @@
 //! `db-bench`: what a per-test database costs, run by `cargo xtask bench`.
 //!
-//! For synthetic migrators of 1, 50 and 200 migrations (each a table and an index) it times
-//! a template clone plus connect, as `db::testing` does, against the peer approach of
-//! `#[sqlx::test]`-style helpers (a fresh database plus a full `Migrator::up`), and the server's
-//! own `CREATE DATABASE … TEMPLATE` as the floor. Output is one tab-separated line per result:
-//! `result <metric> <migrations> <median ms> <runs>`.
+//! For synthetic migrators of 1, 50 and 200 migrations (each a table and an index) it builds the
+//! template through `db::testing::TestTemplate`, the code path tests use, and times:
+//!
+//! * `clone`: claim a ready clone from the pool and connect, as `TestDb::new` does; the pool is
+//!   topped up between claims by the drop of the previous database, as in a real run, and only
+//!   the claim and connect are timed;
+//! * `ondemand`: `CREATE DATABASE … TEMPLATE` plus connect, what a test waits for without a pool;
+//! * `floor`: the server's own `CREATE DATABASE … TEMPLATE`;
+//! * `peer`: a fresh database plus a full `Migrator::up`, as `#[sqlx::test]`-style helpers do.
+//!
+//! Output is one tab-separated line per result, `result <metric> <migrations> <median ms> <runs>`,
+//! after `info strategy <name> fsync=<on|off>`. The first argument sets the runs (default 30).
 
 use std::{process::ExitCode, time::Instant};
 
-use db::testing::CloneStrategy;
+use db::testing::{self, TestTemplate};
 use migration::{MigrationName, MigrationTrait, MigratorTrait, SchemaManager};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
 use url::Url;
@@ -55,12 +62,24 @@ impl<const N: usize> MigratorTrait for Synthetic<N> {
     }
 }
 
+/// Its own base name keeps the benchmark's templates and pools apart from the test suite's.
+const BENCH_BASE_NAME: &str = "dbbench";
+/// The default `DB_TEST_POOL_SIZE`, fixed so the environment cannot turn the pool off here.
+const BENCH_POOL_SIZE: usize = 4;
+const DEFAULT_RUNS: usize = 30;
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let runs: usize = std::env::args()
-        .nth(1)
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(30);
+    let runs = match std::env::args().nth(1) {
+        None => DEFAULT_RUNS,
+        Some(raw) => match raw.parse::<usize>() {
+            Ok(runs) if runs > 0 => runs,
+            _ => {
+                eprintln!("db-bench: RUNS must be a positive number, not `{raw}`: db-bench [RUNS]");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     match run(runs).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
@@ -76,67 +95,77 @@ async fn run(runs: usize) -> Result<(), String> {
     let server = Url::parse(&raw).map_err(|e| format!("DATABASE_URL is malformed ({e})"))?;
     let admin = connect(&server, "postgres").await?;
     let fsync = scalar(&admin, "SHOW fsync").await?;
-    let strategy = match CloneStrategy::for_server(fsync == "on") {
-        CloneStrategy::WalLog => "WAL_LOG",
-        CloneStrategy::FileCopy => "FILE_COPY",
-    };
+    let strategy = testing::chosen_clone_strategy()
+        .await
+        .map_err(|e| e.to_string())?;
     println!("info\tstrategy\t{strategy}\tfsync={fsync}");
-    bench::<1>(&admin, &server, strategy, runs, runs / 3).await?;
-    bench::<50>(&admin, &server, strategy, runs, 5).await?;
-    bench::<200>(&admin, &server, strategy, runs, 3).await?;
-    Ok(())
+    let measured = async {
+        bench::<1>(&admin, &server, runs, runs / 3).await?;
+        bench::<50>(&admin, &server, runs, 5).await?;
+        bench::<200>(&admin, &server, runs, 3).await
+    }
+    .await;
+    let removed = bench_template::<1>()
+        .drop_all_databases()
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string());
+    measured.and(removed)
+}
+
+/// Templates of one base replace each other, so each size is measured and retired in turn.
+fn bench_template<const N: usize>() -> TestTemplate<Synthetic<N>> {
+    TestTemplate::new(format!("db-bench synthetic, {N} migrations, v1"))
+        .with_base_name(BENCH_BASE_NAME)
+        .with_pool_size(BENCH_POOL_SIZE)
 }
 
 async fn bench<const N: usize>(
     admin: &DatabaseConnection,
     server: &Url,
-    strategy: &str,
     runs: usize,
     peer_runs: usize,
 ) -> Result<(), String> {
-    let template = format!("bench_tpl_{N}");
-    recreate(admin, &template).await?;
-    {
-        let conn = connect(server, &template).await?;
-        Synthetic::<N>::up(&conn, None)
-            .await
-            .map_err(|e| e.to_string())?;
-        conn.close().await.map_err(|e| e.to_string())?;
-    }
-    exec(
-        admin,
-        &format!("ALTER DATABASE {template} IS_TEMPLATE true"),
-    )
-    .await?;
+    let template = bench_template::<N>();
+    let template_name = template.prepare().await.map_err(|e| e.to_string())?;
+    let strategy = testing::chosen_clone_strategy()
+        .await
+        .map_err(|e| e.to_string())?;
 
     let mut floor = Vec::new();
+    let mut ondemand = Vec::new();
     let mut clone = Vec::new();
     for i in 0..runs {
-        let name = format!("bench_clone_{N}_{i}");
+        let name = format!("{BENCH_BASE_NAME}_test_floor_{N}_{i}");
         let started = Instant::now();
         exec(
             admin,
-            &format!("CREATE DATABASE {name} TEMPLATE {template} STRATEGY {strategy}"),
+            &format!("CREATE DATABASE {name} TEMPLATE {template_name} STRATEGY {strategy}"),
         )
         .await?;
         floor.push(started.elapsed().as_secs_f64() * 1000.0);
         exec(admin, &format!("DROP DATABASE {name}")).await?;
 
         let started = Instant::now();
-        exec(
-            admin,
-            &format!("CREATE DATABASE {name} TEMPLATE {template} STRATEGY {strategy}"),
-        )
-        .await?;
-        let conn = connect(server, &name).await?;
+        let test_db = template.cloned_test_db().await.map_err(|e| e.to_string())?;
+        ondemand.push(started.elapsed().as_secs_f64() * 1000.0);
+        drop(test_db);
+
+        let started = Instant::now();
+        let test_db = template.test_db().await.map_err(|e| e.to_string())?;
         clone.push(started.elapsed().as_secs_f64() * 1000.0);
-        conn.close().await.map_err(|e| e.to_string())?;
-        exec(admin, &format!("DROP DATABASE {name}")).await?;
+        if !test_db.claimed_from_pool() {
+            return Err(format!(
+                "run {i} with {N} migrations found the pool empty, so `clone` would time an on-demand clone: check the server's log"
+            ));
+        }
+        // Drops the database and clones its replacement, outside the timed part.
+        drop(test_db);
     }
 
     let mut peer = Vec::new();
     for i in 0..peer_runs.max(1) {
-        let name = format!("bench_peer_{N}_{i}");
+        let name = format!("{BENCH_BASE_NAME}_test_peer_{N}_{i}");
         let started = Instant::now();
         exec(admin, &format!("CREATE DATABASE {name}")).await?;
         let conn = connect(server, &name).await?;
@@ -148,13 +177,12 @@ async fn bench<const N: usize>(
         exec(admin, &format!("DROP DATABASE {name}")).await?;
     }
 
-    exec(
-        admin,
-        &format!("ALTER DATABASE {template} IS_TEMPLATE false"),
-    )
-    .await?;
-    exec(admin, &format!("DROP DATABASE {template}")).await?;
-    for (metric, samples) in [("floor", &floor), ("clone", &clone), ("peer", &peer)] {
+    for (metric, samples) in [
+        ("floor", &floor),
+        ("clone", &clone),
+        ("ondemand", &ondemand),
+        ("peer", &peer),
+    ] {
         println!(
             "result\t{metric}\t{N}\t{:.2}\t{}",
             median(samples),
@@ -196,22 +224,6 @@ async fn scalar(conn: &DatabaseConnection, sql: &str) -> Result<String, String> 
         .ok_or_else(|| format!("{sql}: no row"))?;
     row.try_get_by_index::<String>(0)
         .map_err(|e| format!("{sql}: {e}"))
-}
-
-async fn recreate(admin: &DatabaseConnection, name: &str) -> Result<(), String> {
-    let exists = admin
-        .query_one_raw(sea_orm::Statement::from_string(
-            admin.get_database_backend(),
-            format!("SELECT 1 FROM pg_database WHERE datname = '{name}'"),
-        ))
-        .await
-        .map_err(|e| e.to_string())?
-        .is_some();
-    if exists {
-        exec(admin, &format!("ALTER DATABASE {name} IS_TEMPLATE false")).await?;
-        exec(admin, &format!("DROP DATABASE {name} WITH (FORCE)")).await?;
-    }
-    exec(admin, &format!("CREATE DATABASE {name}")).await
 }
 
 fn median(samples: &[f64]) -> f64 {

@@ -1,12 +1,14 @@
 //! `testdb`: prepares the test template database and removes leftover test databases for `cargo xtask db-test`.
 //!
 //! ```text
-//! testdb prepare                   build or validate the template; prints its name
+//! testdb prepare                   build or validate the template, clone the pool; prints its name
 //! testdb cleanup [--include-kept]  drop test databases no session uses; prints how many
-//! testdb measure [RUNS]            time clone+connect with each CREATE DATABASE strategy
+//! testdb measure [RUNS]            time on-demand clone+connect with each CREATE DATABASE strategy
 //! ```
 //!
-//! The server comes from `DATABASE_URL`. Errors are one line on stderr and exit with status 1.
+//! The server comes from `DATABASE_URL`; `DB_TEST_POOL_SIZE` (default 4, `0` for none) sets how
+//! many ready clones `prepare` keeps for the tests to claim. `cleanup` also drops the pool's idle
+//! clones, so run it after the suite. Errors are one line on stderr and exit with status 1.
 
 use std::process::ExitCode;
 use std::time::Duration;

@@ -38,12 +38,13 @@ struct UnprivilegedUser {
     gid: u32,
 }
 
-/// Finds the server binaries: `PG_BIN`, then `pg_config --bindir`, then `PATH`, then `/usr/lib/postgresql/<highest>/bin`.
+/// Finds the server binaries: `PG_BIN`, then `pg_config --bindir`, then `PATH`, then the highest
+/// version in the usual versioned locations (Debian, Homebrew's keg-only formulae, PGDG RPMs).
 pub fn find_bin_dir(ctx: &Ctx) -> Result<PathBuf> {
     let has_server =
         |dir: &Path| is_executable(&dir.join("initdb")) && is_executable(&dir.join("pg_ctl"));
     if let Some(dir) = ctx.cfg.lookup.value("PG_BIN") {
-        let dir = PathBuf::from(dir);
+        let dir = ctx.cfg.root.join(dir);
         if has_server(&dir) {
             return Ok(dir);
         }
@@ -66,21 +67,33 @@ pub fn find_bin_dir(ctx: &Ctx) -> Result<PathBuf> {
     {
         return Ok(dir.to_owned());
     }
-    let mut versioned: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| {
-            let major = entry.file_name().to_str()?.parse().ok()?;
-            let dir = entry.path().join("bin");
-            has_server(&dir).then_some((major, dir))
+    // (directory to list, prefix of the entries holding a version number)
+    const VERSIONED: [(&str, &str); 4] = [
+        ("/usr/lib/postgresql", ""),
+        ("/opt/homebrew/opt", "postgresql@"),
+        ("/usr/local/opt", "postgresql@"),
+        ("/usr", "pgsql-"),
+    ];
+    let mut versioned: Vec<(u32, PathBuf)> = VERSIONED
+        .iter()
+        .flat_map(|(parent, prefix)| {
+            fs::read_dir(parent)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(move |entry| {
+                    let name = entry.file_name();
+                    let major = name.to_str()?.strip_prefix(prefix)?.parse().ok()?;
+                    let dir = entry.path().join("bin");
+                    has_server(&dir).then_some((major, dir))
+                })
         })
         .collect();
     versioned.sort();
     versioned
         .pop()
         .map(|(_, dir)| dir)
-        .context("no PostgreSQL server binaries found (looked at PG_BIN, pg_config --bindir, PATH and /usr/lib/postgresql/*/bin)")
+        .context("no PostgreSQL server binaries found (looked at PG_BIN, pg_config --bindir, PATH, /usr/lib/postgresql/*/bin and Homebrew's postgresql@*)")
 }
 
 impl Local {

@@ -15,7 +15,7 @@ use xshell::Shell;
 
 pub use docker::Docker;
 pub use external::External;
-pub use local::Local;
+pub use local::{Local, find_bin_dir as find_local_binaries};
 
 use crate::{
     config::Config,
@@ -23,7 +23,7 @@ use crate::{
     ui,
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendChoice {
     Auto,
     Docker,
@@ -137,20 +137,23 @@ pub struct Decision {
 
 /// The `auto` rules, in order. They are documented in MIGRATIONS.md; keep the two in step.
 pub fn decide(choice: BackendChoice, cfg: &Config, probe: &dyn Probe) -> Result<Decision> {
-    let explicit = |kind: BackendKind, how: &str| Decision {
-        kind,
-        reason: format!("chosen by {how}"),
-        warning: None,
-    };
-    let how = if cfg.lookup.value("DB_BACKEND").is_some() {
-        "DB_BACKEND"
-    } else {
-        "--backend"
+    let explicit = |kind: BackendKind| {
+        // The flag wins over DB_BACKEND, so DB_BACKEND chose only when it names this backend.
+        let from_env = cfg
+            .lookup
+            .value("DB_BACKEND")
+            .is_some_and(|v| v.eq_ignore_ascii_case(kind.name()));
+        let how = if from_env { "DB_BACKEND" } else { "--backend" };
+        Ok(Decision {
+            kind,
+            reason: format!("chosen by {how}"),
+            warning: None,
+        })
     };
     match choice {
-        BackendChoice::Docker => return Ok(explicit(BackendKind::Docker, how)),
-        BackendChoice::Local => return Ok(explicit(BackendKind::Local, how)),
-        BackendChoice::External => return Ok(explicit(BackendKind::External, how)),
+        BackendChoice::Docker => return explicit(BackendKind::Docker),
+        BackendChoice::Local => return explicit(BackendKind::Local),
+        BackendChoice::External => return explicit(BackendKind::External),
         BackendChoice::Auto => {}
     }
     if !cfg.host_is_local() {
