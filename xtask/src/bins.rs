@@ -62,7 +62,9 @@ fn build_workspace_bins(ctx: &Ctx) -> Result<HashMap<String, PathBuf>> {
     Ok(executables(&String::from_utf8_lossy(&output.stdout)))
 }
 
-/// Picks `(binary name, executable path)` out of cargo's JSON messages.
+/// Picks `(binary name, executable path)` out of cargo's JSON messages. A string search, not a
+/// JSON parser, to keep serde out of xtask's build; target names and paths in this workspace
+/// need no escaping.
 fn executables(messages: &str) -> HashMap<String, PathBuf> {
     let field = |line: &str, key: &str| -> Option<String> {
         let start = line.find(&format!("\"{key}\":\""))? + key.len() + 4;

@@ -260,10 +260,18 @@ impl Local {
             return Ok(());
         };
         let pid = text.lines().next().unwrap_or("").trim().to_owned();
-        let comm = output(cmd!(ctx.sh, "ps -o comm= -p {pid}"))?;
-        let command = String::from_utf8_lossy(&comm.stdout);
-        if comm.status.success() && (command.contains("postgres") || command.contains("postmaster"))
-        {
+        // /proc answers without `ps`, which minimal container images lack; `ps` covers macOS.
+        let command = match fs::read_to_string(format!("/proc/{pid}/comm")) {
+            Ok(comm) => Some(comm),
+            Err(_) if Path::new("/proc/self").exists() => None,
+            Err(_) => {
+                let ps = output(cmd!(ctx.sh, "ps -o comm= -p {pid}"))?;
+                ps.status
+                    .success()
+                    .then(|| String::from_utf8_lossy(&ps.stdout).into_owned())
+            }
+        };
+        if command.is_some_and(|c| c.contains("postgres") || c.contains("postmaster")) {
             return Ok(());
         }
         fs::remove_file(&pid_file)
