@@ -196,6 +196,14 @@ fn bad_input_gets_one_line_errors() {
         .with_env("DB_BACKEND", "kubernetes")
         .xtask(&["db-up"])
         .assert_one_line_error("unknown backend \"kubernetes\"");
+    // Refused before any connection: nothing listens at this host.
+    project
+        .with_env("DATABASE_URL", "postgres://app:hunter2@db.invalid:5432/app")
+        .with_env("DB_BACKEND", "external")
+        .xtask(&["db-reset"])
+        .assert_one_line_error(
+            "refusing to reset database \"app\" on the non-local host \"db.invalid\"",
+        );
     project
         .xtask(&["db-migrate", "--steps", "0"])
         .assert_one_line_error("not a positive whole number");
