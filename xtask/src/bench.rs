@@ -4,6 +4,7 @@ use std::{
     fmt::Write as _,
     fs,
     net::TcpListener,
+    path::{Path, PathBuf},
     process::{Command, ExitCode},
     time::{Duration, Instant},
 };
@@ -148,15 +149,18 @@ fn per_test_database(ctx: &Ctx, runs: u32, rows: &mut Vec<Row>) -> Result<()> {
     Ok(())
 }
 
-/// A throwaway local-backend project on a free port, driven through this very xtask binary.
+/// A throwaway local-backend project on a free port, driven through the xtask binary itself.
 struct LocalScratch {
     state: tempfile::TempDir,
     port: u16,
+    // Taken from the workspace build, which may have replaced the running binary's file.
+    xtask: PathBuf,
 }
 
 impl LocalScratch {
     fn new(ctx: &Ctx) -> Option<LocalScratch> {
         crate::backend::find_local_binaries(ctx).ok()?;
+        let xtask = workspace_bin(ctx, "xtask").ok()?;
         let state = tempfile::Builder::new()
             .prefix("xtask-bench-")
             .tempdir()
@@ -168,10 +172,10 @@ impl LocalScratch {
             .local_addr()
             .ok()?
             .port();
-        Some(LocalScratch { state, port })
+        Some(LocalScratch { state, port, xtask })
     }
 
-    fn command(&self, program: &str, args: &[&str]) -> Command {
+    fn command(&self, program: &Path, args: &[&str]) -> Command {
         let mut cmd = Command::new(program);
         cmd.args(args)
             .env("DB_BACKEND", "local")
@@ -186,18 +190,15 @@ impl LocalScratch {
 
     /// Times `xtask ARGS`, run directly, so cargo's own check is not counted.
     fn time_xtask(&self, args: &[&str]) -> Result<f64> {
-        let exe = std::env::current_exe().context("cannot find the xtask binary")?;
-        time(self.command(exe.to_str().context("xtask's path is not UTF-8")?, args))
+        time(self.command(&self.xtask, args))
     }
 }
 
 impl Drop for LocalScratch {
     fn drop(&mut self) {
-        if let Ok(exe) = std::env::current_exe()
-            && let Some(exe) = exe.to_str()
-        {
-            let _ = self.command(exe, &["-q", "db-down", "--volumes"]).output();
-        }
+        let _ = self
+            .command(&self.xtask, &["-q", "db-down", "--volumes"])
+            .output();
     }
 }
 
@@ -227,7 +228,7 @@ fn local_backend(scratch: &LocalScratch, rows: &mut Vec<Row>) -> Result<()> {
     let cargo = cargo();
     let root = crate::project_root();
     let xtask_migrate = |scratch: &LocalScratch| {
-        let mut cmd = scratch.command(&cargo, &["xtask", "-q", "db-migrate"]);
+        let mut cmd = scratch.command(Path::new(&cargo), &["xtask", "-q", "db-migrate"]);
         cmd.current_dir(&root);
         time(cmd)
     };

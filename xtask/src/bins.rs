@@ -1,10 +1,11 @@
 //! Builds and runs the workspace's own binaries (`migration`, `testdb`, `db-bench`), which link
 //! SeaORM so that xtask does not have to.
 //!
-//! They are built with `cargo build --workspace --bins`, not `cargo run -p …`: a single package
-//! would resolve its dependencies' features on its own, and `cargo test --workspace` would then
-//! build sea-orm, sqlx and tokio a second time with the workspace's features. xtask itself is
-//! left out: it shares none of those crates, and rebuilding it would replace the running binary.
+//! They are built by `cargo build --workspace --all-targets`, not `cargo run -p …`: cargo
+//! resolves dependency features for the packages and targets it is asked to build, so a single
+//! package, or the binaries without the tests, would get sea-orm, sqlx and tokio with other
+//! features than `cargo test --workspace` does, and `db-test` would compile them all again.
+//! Building the tests here costs the first `db-migrate` some time, which `db-test` then saves.
 
 use std::{
     collections::HashMap,
@@ -45,9 +46,7 @@ fn build_workspace_bins(ctx: &Ctx) -> Result<HashMap<String, PathBuf>> {
             "build",
             "--quiet",
             "--workspace",
-            "--exclude",
-            "xtask",
-            "--bins",
+            "--all-targets",
             "--message-format=json-render-diagnostics",
         ])
         .quiet();
@@ -62,9 +61,9 @@ fn build_workspace_bins(ctx: &Ctx) -> Result<HashMap<String, PathBuf>> {
     Ok(executables(&String::from_utf8_lossy(&output.stdout)))
 }
 
-/// Picks `(binary name, executable path)` out of cargo's JSON messages. A string search, not a
-/// JSON parser, to keep serde out of xtask's build; target names and paths in this workspace
-/// need no escaping.
+/// Picks `(binary name, executable path)` of the binaries, not their test harnesses, out of
+/// cargo's JSON messages. A string search, not a JSON parser, to keep serde out of xtask's
+/// build; target names and paths in this workspace need no escaping.
 fn executables(messages: &str) -> HashMap<String, PathBuf> {
     let field = |line: &str, key: &str| -> Option<String> {
         let start = line.find(&format!("\"{key}\":\""))? + key.len() + 4;
@@ -74,6 +73,12 @@ fn executables(messages: &str) -> HashMap<String, PathBuf> {
     messages
         .lines()
         .filter(|line| line.contains("\"reason\":\"compiler-artifact\""))
+        .filter(|line| line.contains("\"kind\":[\"bin\"]"))
+        .filter(|line| {
+            line.find("\"profile\":{")
+                .and_then(|start| line[start..].find('}').map(|end| &line[start..start + end]))
+                .is_some_and(|profile| profile.contains("\"test\":false"))
+        })
         .filter_map(|line| {
             let executable = field(line, "executable")?;
             let target = &line[line.find("\"target\":")?..];
@@ -111,7 +116,8 @@ mod tests {
 
     #[test]
     fn executables_come_from_compiler_artifacts() {
-        let messages = r#"{"reason":"compiler-artifact","package_id":"path+file:///w/migration#0.1.0","target":{"kind":["bin"],"crate_types":["bin"],"name":"migration","src_path":"/w/migration/src/main.rs"},"executable":"/w/target/debug/migration","fresh":true}
+        let messages = r#"{"reason":"compiler-artifact","package_id":"path+file:///w/migration#0.1.0","target":{"kind":["bin"],"crate_types":["bin"],"name":"migration","src_path":"/w/migration/src/main.rs","test":true},"profile":{"opt_level":"0","test":true},"executable":"/w/target/debug/deps/migration-0123","fresh":true}
+{"reason":"compiler-artifact","package_id":"path+file:///w/migration#0.1.0","target":{"kind":["bin"],"crate_types":["bin"],"name":"migration","src_path":"/w/migration/src/main.rs","test":true},"profile":{"opt_level":"0","test":false},"executable":"/w/target/debug/migration","fresh":true}
 {"reason":"compiler-artifact","package_id":"path+file:///w/db#0.1.0","target":{"kind":["lib"],"name":"db","src_path":"/w/db/src/lib.rs"},"executable":null,"fresh":true}
 {"reason":"build-finished","success":true}"#;
         let found = executables(messages);
