@@ -47,6 +47,13 @@ pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
     let template = testdb(ctx, "prepare")?;
     ui::info(format!("template database: {}", template.trim()));
 
+    // nextest does not run doc tests, so they run first, and the suite's summary stays the
+    // last thing printed; with runner arguments the user asked for a subset.
+    let mut doc_tests = None;
+    if nextest && args.runner_args.is_empty() {
+        ui::info("running the doc tests");
+        doc_tests = Some(cargo_status(ctx, &["test", "--workspace", "--doc"])?);
+    }
     ui::info(format!("running the suite with {runner}"));
     let mut suite: Vec<&str> = if nextest {
         vec!["nextest", "run", "--workspace"]
@@ -54,12 +61,10 @@ pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
         vec!["test", "--workspace"]
     };
     suite.extend(args.runner_args.iter().map(String::as_str));
-    let mut status = cargo_status(ctx, &suite)?;
-    // nextest does not run doc tests; with runner arguments the user asked for a subset.
-    if nextest && status.success() && args.runner_args.is_empty() {
-        ui::info("running the doc tests");
-        status = cargo_status(ctx, &["test", "--workspace", "--doc"])?;
-    }
+    let suite_status = cargo_status(ctx, &suite)?;
+    let status = doc_tests
+        .filter(|doc| !doc.success())
+        .unwrap_or(suite_status);
 
     match testdb(ctx, "cleanup") {
         Ok(dropped) => ui::debug(format!("dropped {} per-test databases", dropped.trim())),
