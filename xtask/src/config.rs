@@ -326,6 +326,28 @@ pub fn redact_text(text: &str) -> String {
     out
 }
 
+/// Masks what a server log may carry: URL passwords, and the literal of `PASSWORD '…'` in a
+/// logged statement such as a failed `ALTER ROLE`.
+pub fn redact_log_line(line: &str) -> String {
+    let line = redact_text(line);
+    let lower = line.to_ascii_lowercase();
+    let mut out = String::with_capacity(line.len());
+    let mut copied = 0;
+    let mut search = 0;
+    while let Some(found) = lower[search..].find("password '") {
+        let start = search + found + "password '".len();
+        let Some(length) = line[start..].find('\'') else {
+            break;
+        };
+        out.push_str(&line[copied..start]);
+        out.push_str("***");
+        copied = start + length;
+        search = copied + 1;
+    }
+    out.push_str(&line[copied..]);
+    out
+}
+
 pub fn percent_decode(s: &str) -> String {
     percent_encoding::percent_decode_str(s)
         .decode_utf8_lossy()
@@ -459,6 +481,21 @@ mod tests {
             shown,
             "failed: postgres://app:***@db:5432/app and http://x.org/a and postgres://nouser@h/db"
         );
+    }
+
+    #[test]
+    fn log_lines_are_redacted() {
+        assert_eq!(
+            redact_log_line(
+                "STATEMENT:  ALTER ROLE app PASSWORD 'hunter2' VALID UNTIL 'x'; -- postgres://a:b@h/d"
+            ),
+            "STATEMENT:  ALTER ROLE app PASSWORD '***' VALID UNTIL 'x'; -- postgres://a:***@h/d"
+        );
+        assert_eq!(
+            redact_log_line("create user u with password 'p1' login"),
+            "create user u with password '***' login"
+        );
+        assert_eq!(redact_log_line("password '"), "password '");
     }
 
     #[test]

@@ -1,8 +1,14 @@
 //! Child processes that talk to the user directly: their output streams through, and a failure keeps its exit code.
 
-use std::{fmt, process::ExitCode};
+use std::{
+    fmt,
+    io::{BufRead, BufReader, Write},
+    process::{ExitCode, Stdio},
+};
 
 use anyhow::{Context, Result};
+
+use crate::config::redact_log_line;
 
 /// A child process that failed after printing its own one-line error; xtask adds nothing but the exit code.
 #[derive(Debug)]
@@ -35,6 +41,40 @@ pub fn run_passthrough(cmd: xshell::Cmd<'_>) -> Result<()> {
         .status()
         .with_context(|| format!("cannot run {shown}"))?;
     if status.success() {
+        Ok(())
+    } else {
+        Err(ChildFailed::from_status(status).into())
+    }
+}
+
+/// Runs `cmd` and prints its standard output line by line with passwords masked: a server's
+/// log may hold them (see [`redact_log_line`]).
+pub fn run_redacted(cmd: xshell::Cmd<'_>) -> Result<()> {
+    let shown = cmd.to_string();
+    let mut child = std::process::Command::from(cmd)
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {shown}"))?;
+    let mut reader = BufReader::new(child.stdout.take().context("no output to read")?);
+    let mut stdout = std::io::stdout().lock();
+    let mut line = Vec::new();
+    while reader
+        .read_until(b'\n', &mut line)
+        .context("cannot read the log")?
+        > 0
+    {
+        let text = String::from_utf8_lossy(&line);
+        // A closed pipe (`| head`) ends the listing; it is not an error.
+        if writeln!(stdout, "{}", redact_log_line(text.trim_end_matches('\n'))).is_err() {
+            let _ = child.kill();
+            break;
+        }
+        line.clear();
+    }
+    let status = child
+        .wait()
+        .with_context(|| format!("cannot wait for {shown}"))?;
+    if status.success() || status.code().is_none() {
         Ok(())
     } else {
         Err(ChildFailed::from_status(status).into())

@@ -45,6 +45,21 @@ fn up_then_status_reports_the_server() {
         status.stdout
     );
 
+    // A logged statement's password literal is masked.
+    project.psql(&format!(
+        "ALTER ROLE no_such_role PASSWORD '{}'",
+        support::PASSWORD
+    ));
+    let logs = project.xtask(&["db-logs"]);
+    logs.assert_success();
+    assert!(
+        logs.stdout.contains("ready to accept connections"),
+        "{}",
+        logs.stdout
+    );
+    assert!(logs.stdout.contains("PASSWORD '***'"), "{}", logs.stdout);
+    assert!(!logs.all().contains(support::PASSWORD), "{}", logs.all());
+
     let mode = fs::metadata(project.state_dir().join("local/pgdata")).unwrap();
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(mode.permissions().mode() & 0o777, 0o700);

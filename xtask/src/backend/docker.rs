@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use xshell::cmd;
 
 use super::{Backend, BackendKind, Ctx, output, port_is_taken, port_taken_error, stderr_line};
-use crate::ui;
+use crate::{process, ui};
 
 const SERVICE: &str = "postgres";
 
@@ -334,10 +334,7 @@ impl Backend for Docker {
         } else {
             &["logs", SERVICE]
         };
-        self.compose(ctx, args)
-            .quiet()
-            .run()
-            .context("compose logs failed")
+        process::run_redacted(self.compose(ctx, args).quiet())
     }
 
     fn client_command<'a>(

@@ -17,7 +17,7 @@ use super::{
     Backend, BackendKind, Ctx, create_database_via_sql, is_executable, output, port_is_taken,
     port_taken_error,
 };
-use crate::ui;
+use crate::{process, ui};
 
 /// The major version the project targets; other versions work but earn a warning.
 const TARGET_MAJOR: u32 = 16;
@@ -388,17 +388,12 @@ impl Backend for Local {
                 log.display()
             );
         }
-        if follow {
+        let tail = if follow {
             cmd!(ctx.sh, "tail -n 50 -F {log}")
-                .quiet()
-                .run()
-                .context("tail failed")
         } else {
-            let text = fs::read_to_string(&log)
-                .with_context(|| format!("cannot read {}", log.display()))?;
-            print!("{text}");
-            Ok(())
-        }
+            cmd!(ctx.sh, "tail -n +1 {log}")
+        };
+        process::run_redacted(tail.quiet())
     }
 
     fn client_command<'a>(
