@@ -135,20 +135,8 @@ fn run() -> Result<ExitCode> {
         {
             e.exit()
         }
-        // One line, like every other error; --help has the rest.
         Err(e) => {
-            let text = e.render().to_string();
-            let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
-            let mut first = lines
-                .next()
-                .unwrap_or("error: invalid arguments")
-                .to_owned();
-            if first.ends_with(':')
-                && let Some(detail) = lines.next()
-            {
-                first = format!("{first} {detail}");
-            }
-            eprintln!("{first}; see `cargo xtask --help`");
+            eprintln!("{}", ui::usage_error_line(&e));
             return Ok(ExitCode::from(2));
         }
     };

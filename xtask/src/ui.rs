@@ -41,6 +41,23 @@ pub fn debug(message: impl AsRef<str>) {
     }
 }
 
+/// A command-line mistake in one line, like every other error; `--help` has the rest.
+pub fn usage_error_line(error: &clap::Error) -> String {
+    let text = error.render().to_string();
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let mut first = lines
+        .next()
+        .unwrap_or("error: invalid arguments")
+        .to_owned();
+    // "required arguments were not provided:" names them on the next line.
+    if first.ends_with(':')
+        && let Some(detail) = lines.next()
+    {
+        first = format!("{first} {detail}");
+    }
+    format!("{first}; see `cargo xtask --help`")
+}
+
 /// Redraws one line while waiting; draws nothing unless stderr is a terminal.
 pub struct Spinner {
     enabled: bool,

@@ -211,6 +211,12 @@ fn bad_input_gets_one_line_errors() {
         .with_env("DB_BACKEND", "kubernetes")
         .xtask(&["db-up"])
         .assert_one_line_error("unknown backend \"kubernetes\"");
+    project
+        .xtask(&["db-migrate", "--stepz", "2"])
+        .assert_one_line_error("unexpected argument '--stepz'");
+    project
+        .xtask(&["db-revision"])
+        .assert_one_line_error("--message");
     // Refused before any connection: nothing listens at this host.
     project
         .with_env("DATABASE_URL", "postgres://app:hunter2@db.invalid:5432/app")
