@@ -1,6 +1,7 @@
 //! The migration command line: parses arguments, serialises schema changes behind a
 //! PostgreSQL advisory lock, reports every migration applied or rolled back, refuses to
-//! build on applied migrations whose source was edited since, and previews pending ones.
+//! build on applied migrations whose source was edited since or to roll them back, and
+//! previews pending ones.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -96,9 +97,21 @@ pub enum MigrateCommand {
         about = "Rollback all applied migrations, then reapply all migrations",
         display_order = 40
     )]
-    Refresh,
+    Refresh {
+        #[arg(
+            long,
+            help = "Roll back migrations that were edited since they were applied, running their current down"
+        )]
+        accept_changed: bool,
+    },
     #[command(about = "Rollback all applied migrations", display_order = 50)]
-    Reset,
+    Reset {
+        #[arg(
+            long,
+            help = "Roll back migrations that were edited since they were applied, running their current down"
+        )]
+        accept_changed: bool,
+    },
     #[command(about = "Check the status of all migrations", display_order = 60)]
     Status {
         #[arg(
@@ -132,6 +145,11 @@ pub enum MigrateCommand {
             display_order = 90
         )]
         num: u32,
+        #[arg(
+            long,
+            help = "Roll back migrations that were edited since they were applied, running their current down"
+        )]
+        accept_changed: bool,
     },
 }
 
@@ -188,7 +206,7 @@ async fn run<M: MigratorTrait>(cli: Cli) -> Result<ExitCode> {
         } => bail!(
             "`up --dry-run --accept-changed` cannot be combined: a dry run changes nothing, so run `up --accept-changed` on its own first"
         ),
-        MigrateCommand::Down { num: 0 } => {
+        MigrateCommand::Down { num: 0, .. } => {
             bail!("`down -n 0` would roll back nothing: pass -n 1 or more")
         }
         _ => {}
@@ -242,24 +260,24 @@ async fn change_schema<M: MigratorTrait>(
             num,
             accept_changed,
             dry_run: false,
-        } => {
-            let edited = if accept_changed {
-                EditedMigrations::ReRecord
-            } else {
-                EditedMigrations::Refuse
-            };
-            apply_pending::<M>(db, num, edited).await.map(drop)
-        }
-        MigrateCommand::Down { num } => roll_back::<M>(db, num).await.map(drop),
-        MigrateCommand::Reset => {
-            roll_back_all::<M>(db).await?;
+        } => apply_pending::<M>(db, num, EditedMigrations::from_flag(accept_changed))
+            .await
+            .map(drop),
+        MigrateCommand::Down {
+            num,
+            accept_changed,
+        } => roll_back::<M>(db, num, EditedMigrations::from_flag(accept_changed))
+            .await
+            .map(drop),
+        MigrateCommand::Reset { accept_changed } => {
+            roll_back_all::<M>(db, EditedMigrations::from_flag(accept_changed)).await?;
             M::uninstall(db).await.map_err(database_failure)?;
             checksum::drop_checksum_table(db)
                 .await
                 .map_err(database_failure)
         }
-        MigrateCommand::Refresh => {
-            roll_back_all::<M>(db).await?;
+        MigrateCommand::Refresh { accept_changed } => {
+            roll_back_all::<M>(db, EditedMigrations::from_flag(accept_changed)).await?;
             // Everything was rolled back, so no applied migration is left to have been edited.
             apply_pending::<M>(db, None, EditedMigrations::Refuse)
                 .await
@@ -458,13 +476,34 @@ pub enum SourceCheck {
     NoSource,
 }
 
-/// What `up` does about applied migrations whose source was edited since.
+/// What `up` and `down` do about applied migrations whose source was edited since.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EditedMigrations {
     /// Fail, naming them: the database no longer matches what the migrations say.
     Refuse,
-    /// Record their current checksums and carry on (`--accept-changed`, local development only).
-    ReRecord,
+    /// Carry on (`--accept-changed`, local development only): `up` records their current
+    /// checksums; `down` runs their current `down`, and forgets their checksums as always.
+    Accept,
+}
+
+impl EditedMigrations {
+    /// `Accept` when `--accept-changed` was passed.
+    pub fn from_flag(accept_changed: bool) -> Self {
+        if accept_changed {
+            Self::Accept
+        } else {
+            Self::Refuse
+        }
+    }
+}
+
+/// What a run was about to do with edited migrations when it refused, which decides the remedy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EditedRefusal {
+    /// Build on them (`up`, `status --check`): the edit belongs in a new migration.
+    BuildOn,
+    /// Run their `down`, which may no longer undo what their `up` did when it was applied.
+    RollBack,
 }
 
 /// The state of every migration of `M`, in order, without creating anything.
@@ -549,7 +588,7 @@ pub async fn apply_pending<M: MigratorTrait>(
     M::install(db).await.map_err(database_failure)?;
     let states = migration_states::<M>(db).await?;
     if edited == EditedMigrations::Refuse {
-        refuse_edited(&states)?;
+        refuse_edited(&states, EditedRefusal::BuildOn)?;
     }
     record_missing_checksums(db, &states).await?;
 
@@ -573,20 +612,28 @@ pub async fn apply_pending<M: MigratorTrait>(
     Ok(pending)
 }
 
-/// Fails with one line naming every applied migration whose source was edited since.
-fn refuse_edited(states: &[MigrationState]) -> Result<()> {
+/// Fails with one line naming every migration of `states` whose source was edited since it was
+/// applied, and saying what to do before doing `refusal` again.
+fn refuse_edited(states: &[MigrationState], refusal: EditedRefusal) -> Result<()> {
     let edited: Vec<&str> = states
         .iter()
         .filter(|state| state.source == Some(SourceCheck::Changed))
         .map(|state| state.name.as_str())
         .collect();
-    match edited.as_slice() {
-        [] => Ok(()),
-        [name] => bail!(
+    match (edited.as_slice(), refusal) {
+        ([], _) => Ok(()),
+        ([name], EditedRefusal::BuildOn) => bail!(
             "migration {name} was edited after it was applied here: revert the edit and put the change in a new migration (cargo xtask db-revision), or, for local development only, re-record it with --accept-changed"
         ),
-        names => bail!(
+        (names, EditedRefusal::BuildOn) => bail!(
             "migrations {} were edited after they were applied here: revert the edits and put the changes in new migrations (cargo xtask db-revision), or, for local development only, re-record them with --accept-changed",
+            names.join(", ")
+        ),
+        ([name], EditedRefusal::RollBack) => bail!(
+            "migration {name} was edited after it was applied here, so its down may not undo what was applied: restore the file as it was when applied, or, if the edit is intended, pass --accept-changed"
+        ),
+        (names, EditedRefusal::RollBack) => bail!(
+            "migrations {} were edited after they were applied here, so their down may not undo what was applied: restore the files as they were when applied, or, if the edits are intended, pass --accept-changed",
             names.join(", ")
         ),
     }
@@ -624,7 +671,7 @@ async fn preview_pending<M: MigratorTrait>(
     limit: Option<u32>,
 ) -> Result<()> {
     let states = migration_states::<M>(db).await?;
-    refuse_edited(&states)?;
+    refuse_edited(&states, EditedRefusal::BuildOn)?;
     let pending: Vec<String> = states
         .into_iter()
         .filter(|state| state.applied_at.is_none())
@@ -646,20 +693,29 @@ async fn preview_pending<M: MigratorTrait>(
 
 /// Rolls back the last `count` applied migrations, newest first, printing
 /// `rolled back <name>` after each and forgetting its checksum. The caller must hold the migration lock.
+///
+/// Before rolling back anything it deals with those of them whose source was edited since they
+/// were applied (see [`EditedMigrations`]): their `down` is not the one that matches what was
+/// applied. Edited migrations it does not roll back are left to `up` and `status --check`.
 pub async fn roll_back<M: MigratorTrait>(
     db: &DatabaseConnection,
     count: u32,
+    edited: EditedMigrations,
 ) -> Result<Vec<String>> {
-    let applied: Vec<String> = migration_states::<M>(db)
+    let applied: Vec<MigrationState> = migration_states::<M>(db)
         .await?
         .into_iter()
         .filter(|state| state.applied_at.is_some())
-        .map(|state| state.name)
         .collect();
     if count as usize > applied.len() {
         bail!("cannot roll back {count}: only {} applied", applied.len());
     }
-    let to_roll_back: Vec<String> = applied.into_iter().rev().take(count as usize).collect();
+    let to_roll_back: Vec<MigrationState> =
+        applied.into_iter().rev().take(count as usize).collect();
+    if edited == EditedMigrations::Refuse {
+        refuse_edited(&to_roll_back, EditedRefusal::RollBack)?;
+    }
+    let to_roll_back: Vec<String> = to_roll_back.into_iter().map(|state| state.name).collect();
     for name in &to_roll_back {
         WithChecksums::<M>::down(db, Some(1))
             .await
@@ -669,7 +725,10 @@ pub async fn roll_back<M: MigratorTrait>(
     Ok(to_roll_back)
 }
 
-async fn roll_back_all<M: MigratorTrait>(db: &DatabaseConnection) -> Result<Vec<String>> {
+async fn roll_back_all<M: MigratorTrait>(
+    db: &DatabaseConnection,
+    edited: EditedMigrations,
+) -> Result<Vec<String>> {
     let applied_count = migration_states::<M>(db)
         .await?
         .iter()
@@ -679,7 +738,7 @@ async fn roll_back_all<M: MigratorTrait>(db: &DatabaseConnection) -> Result<Vec<
         println!("nothing to roll back");
         return Ok(Vec::new());
     }
-    roll_back::<M>(db, u32::try_from(applied_count).unwrap_or(u32::MAX)).await
+    roll_back::<M>(db, u32::try_from(applied_count).unwrap_or(u32::MAX), edited).await
 }
 
 /// Drops every table and type in the schema (SeaORM's `fresh`; the checksum table goes too),
@@ -733,7 +792,7 @@ async fn status<M: MigratorTrait>(db: &DatabaseConnection, check: bool) -> Resul
     if !check {
         return Ok(ExitCode::SUCCESS);
     }
-    if let Err(edited) = refuse_edited(&states) {
+    if let Err(edited) = refuse_edited(&states, EditedRefusal::BuildOn) {
         eprintln!("error: {edited}");
         return Ok(ExitCode::FAILURE);
     }

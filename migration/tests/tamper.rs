@@ -1,5 +1,6 @@
 //! Schema safety against a real PostgreSQL: source checksums of applied migrations (recorded,
-//! forgotten, flagged when the source was edited, re-recorded on request) and `up --dry-run`.
+//! forgotten, flagged when the source was edited, refused by `up` and `down`, accepted on
+//! request) and `up --dry-run`.
 //!
 //! Needs `DATABASE_URL` pointing at a server whose user may create databases; every test
 //! creates and drops its own scratch database there. The edited-source test builds a copy of
@@ -13,10 +14,14 @@ use std::process::Command;
 
 use common::{PROJECTS_MIGRATION, ScratchDb, catalog, execute, query_strings, stderr_line};
 use migration::checksum::source_checksum;
-use migration::{Migrator, MigratorTrait};
-use sea_orm::DatabaseConnection;
+use migration::runner::{self, EditedMigrations};
+use migration::{MigrationTrait, Migrator, MigratorTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm_migration::prelude::*;
 
 const EDITED_REMEDY: &str = "revert the edit and put the change in a new migration (cargo xtask db-revision), or, for local development only, re-record it with --accept-changed";
+const EDITED_DOWN_REMEDY: &str =
+    "restore the file as it was when applied, or, if the edit is intended, pass --accept-changed";
 const DRY_RUN_HEADER: &str = "-- dry run: the SQL below was executed in a transaction that was rolled back; nothing was changed\n";
 
 fn projects_checksum() -> &'static str {
@@ -207,6 +212,168 @@ async fn a_tampered_checksum_is_flagged_refused_and_re_recorded_on_request() {
     let combined = scratch.run(&["up", "--dry-run", "--accept-changed"]);
     assert_eq!(combined.status.code(), Some(1));
     assert!(stderr_line(&combined).contains("cannot be combined"));
+
+    db.close().await.ok();
+    scratch.drop().await;
+}
+
+#[tokio::test]
+async fn rolling_back_an_edited_migration_is_refused_until_accepted() {
+    let scratch = ScratchDb::create("tampered_down").await;
+    let db = scratch.connect().await;
+    scratch.run_ok(&["up"]);
+    // What an edit of the source looks like from the database's side: `down` now holds code
+    // that is not the code that was applied.
+    execute(
+        &db,
+        &format!(
+            "UPDATE seaql_migrations_checksums SET checksum = 'recorded before an edit' WHERE version = '{PROJECTS_MIGRATION}'"
+        ),
+    )
+    .await;
+    let before = snapshot(&db).await;
+
+    let expected_error = format!(
+        "error: migration {PROJECTS_MIGRATION} was edited after it was applied here, so its down may not undo what was applied: {EDITED_DOWN_REMEDY}"
+    );
+    // The edited migration is the one `down` rolls back first, one of those `down -n N` does, and
+    // one of those `reset` and `refresh` roll back before anything else.
+    let all_steps = all_steps();
+    for refused in [
+        &["down"][..],
+        &["down", "-n", &all_steps],
+        &["reset"],
+        &["refresh"],
+    ] {
+        let output = scratch.run(refused);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{refused:?} rolled back an edited migration: stdout {:?}, stderr {:?}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(stderr_line(&output), expected_error, "{refused:?}");
+        assert!(output.stdout.is_empty(), "{refused:?}");
+        assert_eq!(
+            snapshot(&db).await,
+            before,
+            "{refused:?}: a refused rollback changed the database"
+        );
+    }
+
+    // `status` and `down` agree on what is edited.
+    let check = scratch.run(&["status", "--check"]);
+    assert_eq!(check.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&check.stdout).contains(" CHANGED since it was applied"),
+        "{check:?}"
+    );
+
+    assert_eq!(
+        scratch.run_ok(&["down", "--accept-changed"]),
+        format!("rolled back {PROJECTS_MIGRATION}\n")
+    );
+    assert!(!table_exists(&db, "projects").await);
+    assert!(
+        recorded_checksums(&db).await.is_empty(),
+        "the rolled-back migration's checksum was kept"
+    );
+    let status = scratch.run(&["status", "--check"]);
+    assert!(
+        !String::from_utf8_lossy(&status.stdout).contains("CHANGED"),
+        "{status:?}"
+    );
+    // Applying again records the current source, so nothing is edited any more.
+    scratch.run_ok(&["up"]);
+    scratch.run_ok(&["status", "--check"]);
+    scratch.run_ok(&["down"]);
+
+    db.close().await.ok();
+    scratch.drop().await;
+}
+
+/// Adds a table after the projects migration; defined here, so it has no source checksum.
+struct LaterMigration;
+
+impl MigrationName for LaterMigration {
+    fn name(&self) -> &str {
+        "m20991231_000000_later"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for LaterMigration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared("CREATE TABLE later (id integer)")
+            .await
+            .map(drop)
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared("DROP TABLE later")
+            .await
+            .map(drop)
+    }
+}
+
+struct MigratorWithLaterMigration;
+
+impl MigratorTrait for MigratorWithLaterMigration {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        let mut migrations = Migrator::migrations();
+        migrations.push(Box::new(LaterMigration));
+        migrations
+    }
+}
+
+#[tokio::test]
+async fn rolling_back_checks_only_the_migrations_it_rolls_back() {
+    let scratch = ScratchDb::create("tampered_range").await;
+    let db = scratch.connect().await;
+    let applied =
+        runner::apply_pending::<MigratorWithLaterMigration>(&db, None, EditedMigrations::Refuse)
+            .await
+            .expect("the migrations apply");
+    assert_eq!(
+        applied.last().map(String::as_str),
+        Some("m20991231_000000_later")
+    );
+    execute(
+        &db,
+        &format!(
+            "UPDATE seaql_migrations_checksums SET checksum = 'recorded before an edit' WHERE version = '{PROJECTS_MIGRATION}'"
+        ),
+    )
+    .await;
+
+    // The later migration's down is not the edited one, so rolling it back is fine.
+    assert_eq!(
+        runner::roll_back::<MigratorWithLaterMigration>(&db, 1, EditedMigrations::Refuse)
+            .await
+            .expect("the unedited migration rolls back"),
+        ["m20991231_000000_later"]
+    );
+    assert!(!table_exists(&db, "later").await);
+
+    // Every migration before the later one is this crate's, so the edited one is next.
+    let error = runner::roll_back::<MigratorWithLaterMigration>(&db, 1, EditedMigrations::Refuse)
+        .await
+        .expect_err("the edited migration is refused");
+    let message = error.to_string();
+    assert!(
+        message.starts_with(&format!("migration {PROJECTS_MIGRATION} was edited")),
+        "{message}"
+    );
+    assert!(!message.contains('\n'), "{message}");
+    assert!(
+        table_exists(&db, "projects").await,
+        "the refused rollback ran"
+    );
 
     db.close().await.ok();
     scratch.drop().await;
