@@ -12,9 +12,8 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 use crate::{
-    backend::{BackendChoice, Ctx},
+    backend::{BackendChoice, Ctx, lifecycle::test_server},
     bins::{cargo, workspace_bin},
-    db_test::test_server,
     ui,
 };
 

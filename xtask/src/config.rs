@@ -145,12 +145,21 @@ impl Config {
         };
         let user = percent_decode(url.username());
         let password = url.password().map(percent_decode).unwrap_or_default();
-        let database = url.path().trim_start_matches('/').to_owned();
+        // The URL carries the name percent-encoded (`Ünï-db` as `%C3%9Cn%C3%AF-db`); the
+        // server knows it by the name itself.
+        let database = percent_decode(url.path().trim_start_matches('/'));
         let database = if database.is_empty() {
             user.clone()
         } else {
             database
         };
+        check_identifier("database name", &database)?;
+        check_identifier("user name", &user)?;
+        if password.chars().any(char::is_control) {
+            bail!(
+                "the password in DATABASE_URL/POSTGRES_PASSWORD contains a line break or another control character, which PostgreSQL's tools cannot pass on: choose a password without one"
+            );
+        }
         let port = url.port().unwrap_or(DEFAULT_PORT);
 
         Ok(Config {
@@ -168,19 +177,20 @@ impl Config {
         })
     }
 
-    /// The settings of the separate server that `db-test` starts on the local backend:
-    /// port `POSTGRES_TEST_PORT`, or the next one after the developer's.
-    pub fn for_test_server(&self) -> Result<Config> {
-        let port = match port_setting(&self.lookup, "POSTGRES_TEST_PORT")? {
-            Some(port) => port,
-            None => self.port.checked_add(1).context("POSTGRES_PORT is 65535, so there is no next port for the test server: set POSTGRES_TEST_PORT")?,
-        };
-        let mut test = self.clone();
-        test.port = port;
-        test.url
+    /// `POSTGRES_TEST_PORT`: where the local backend's test cluster listens, if it is fixed.
+    pub fn test_port_setting(&self) -> Result<Option<u16>> {
+        port_setting(&self.lookup, "POSTGRES_TEST_PORT")
+    }
+
+    /// The same settings for a server on another port, such as the local test cluster.
+    pub fn with_port(&self, port: u16) -> Config {
+        let mut moved = self.clone();
+        moved.port = port;
+        moved
+            .url
             .set_port(Some(port))
             .expect("postgres URLs take ports");
-        Ok(test)
+        moved
     }
 
     pub fn redacted_url(&self) -> String {
@@ -206,6 +216,19 @@ impl Config {
     pub fn url_is_explicit(&self) -> bool {
         self.url_source != Source::Default
     }
+}
+
+/// PostgreSQL silently truncates longer names to 63 bytes, so that two long names could meet.
+const MAX_IDENTIFIER_BYTES: usize = 63;
+
+fn check_identifier(what: &str, name: &str) -> Result<()> {
+    if name.len() > MAX_IDENTIFIER_BYTES {
+        bail!(
+            "the {what} {name:?} is {} bytes long, and PostgreSQL keeps only {MAX_IDENTIFIER_BYTES}: choose a shorter one",
+            name.len()
+        );
+    }
+    Ok(())
 }
 
 fn url_from_parts(lookup: &Lookup) -> Result<Url> {
@@ -326,26 +349,63 @@ pub fn redact_text(text: &str) -> String {
     out
 }
 
-/// Masks what a server log may carry: URL passwords, and the literal of `PASSWORD '…'` in a
-/// logged statement such as a failed `ALTER ROLE`.
+/// Masks what a server log may carry: URL passwords, and the literal after `PASSWORD` in a
+/// logged statement such as a failed `ALTER ROLE`, however it is quoted: `'…'`, `E'…'` or
+/// `$tag$…$tag$`. An unterminated literal is masked to the end of the line.
 pub fn redact_log_line(line: &str) -> String {
     let line = redact_text(line);
     let lower = line.to_ascii_lowercase();
     let mut out = String::with_capacity(line.len());
     let mut copied = 0;
     let mut search = 0;
-    while let Some(found) = lower[search..].find("password '") {
-        let start = search + found + "password '".len();
-        let Some(length) = line[start..].find('\'') else {
-            break;
-        };
-        out.push_str(&line[copied..start]);
-        out.push_str("***");
-        copied = start + length;
-        search = copied + 1;
+    while let Some(found) = lower[search..].find("password") {
+        let keyword_end = search + found + "password".len();
+        let literal_start =
+            keyword_end + (line[keyword_end..].len() - line[keyword_end..].trim_start().len());
+        search = keyword_end;
+        if let Some((body_start, body_end)) = literal_body(&line[literal_start..]) {
+            out.push_str(&line[copied..literal_start + body_start]);
+            out.push_str("***");
+            copied = literal_start + body_end;
+            search = copied.max(keyword_end);
+        }
     }
     out.push_str(&line[copied..]);
     out
+}
+
+/// Where the body of the SQL string literal opening `text` starts and ends.
+fn literal_body(text: &str) -> Option<(usize, usize)> {
+    let bytes = text.as_bytes();
+    let (start, backslash_escapes) = match bytes {
+        [b'\'', ..] => (1, false),
+        [b'E' | b'e', b'\'', ..] => (2, true),
+        [b'$', ..] => {
+            let tag_len = bytes[1..].iter().position(|b| *b == b'$')? + 2;
+            let tag = &text[..tag_len];
+            if !tag[1..tag_len - 1]
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '_')
+            {
+                return None;
+            }
+            let end = text[tag_len..]
+                .find(tag)
+                .map_or(text.len(), |e| tag_len + e);
+            return Some((tag_len, end));
+        }
+        _ => return None,
+    };
+    let mut i = start;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' if backslash_escapes => i += 2,
+            b'\'' if bytes.get(i + 1) == Some(&b'\'') => i += 2,
+            b'\'' => return Some((start, i)),
+            _ => i += 1,
+        }
+    }
+    Some((start, text.len()))
 }
 
 pub fn percent_decode(s: &str) -> String {
@@ -428,6 +488,42 @@ mod tests {
     }
 
     #[test]
+    fn a_database_name_is_decoded_from_the_url() {
+        let cfg = config(&[("POSTGRES_DB", "Ünï-db")], &[]).unwrap();
+        assert_eq!(cfg.database, "Ünï-db");
+        let cfg = config(
+            &[("DATABASE_URL", "postgres://u:p@127.0.0.1/%C3%9Cn%C3%AF-db")],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(cfg.database, "Ünï-db");
+    }
+
+    #[test]
+    fn names_postgres_would_truncate_are_refused() {
+        let long = "d".repeat(64);
+        let err = config(&[("POSTGRES_DB", &long)], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("64 bytes long"), "{err}");
+        assert!(config(&[("POSTGRES_DB", &long[..63])], &[]).is_ok());
+        let err = config(&[("POSTGRES_USER", &long)], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("user name"), "{err}");
+    }
+
+    #[test]
+    fn a_line_break_in_the_password_is_refused_without_showing_it() {
+        let err = config(&[("POSTGRES_PASSWORD", "hunter2\nsecond")], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line break"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        assert_eq!(err.lines().count(), 1);
+    }
+
+    #[test]
     fn empty_values_count_as_unset() {
         let cfg = config(&[("DATABASE_URL", "")], &[("POSTGRES_DB", "")]).unwrap();
         assert_eq!(cfg.url_source, Source::Default);
@@ -495,7 +591,27 @@ mod tests {
             redact_log_line("create user u with password 'p1' login"),
             "create user u with password '***' login"
         );
-        assert_eq!(redact_log_line("password '"), "password '");
+        assert_eq!(redact_log_line("password '"), "password '***");
+        assert_eq!(
+            redact_log_line(r"ALTER ROLE app PASSWORD E'hunter2\'x' LOGIN"),
+            "ALTER ROLE app PASSWORD E'***' LOGIN"
+        );
+        assert_eq!(
+            redact_log_line("ALTER ROLE app PASSWORD 'it''s hunter2' LOGIN"),
+            "ALTER ROLE app PASSWORD '***' LOGIN"
+        );
+        assert_eq!(
+            redact_log_line("ALTER ROLE app PASSWORD $$hunter2$$ LOGIN"),
+            "ALTER ROLE app PASSWORD $$***$$ LOGIN"
+        );
+        assert_eq!(
+            redact_log_line("ALTER ROLE app PASSWORD $q$hun'ter2$q$"),
+            "ALTER ROLE app PASSWORD $q$***$q$"
+        );
+        assert_eq!(
+            redact_log_line("FATAL:  password authentication failed for user \"app\""),
+            "FATAL:  password authentication failed for user \"app\""
+        );
     }
 
     #[test]

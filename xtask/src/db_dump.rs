@@ -6,9 +6,8 @@ use anyhow::{Context, Result, bail};
 use xshell::cmd;
 
 use crate::{
-    backend::{BackendChoice, Ctx},
+    backend::{BackendChoice, Ctx, lifecycle::ensure_up},
     bins,
-    db_up::ensure_up,
     pg::{self, Client},
     ui,
 };
@@ -75,7 +74,11 @@ pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
     )
 }
 
-fn dump_migrated(ctx: &Ctx, ready: &crate::db_up::Ready, scratch: &str) -> Result<String> {
+fn dump_migrated(
+    ctx: &Ctx,
+    ready: &crate::backend::lifecycle::Ready,
+    scratch: &str,
+) -> Result<String> {
     let url = ctx.cfg.url_for_database(scratch);
     bins::run_with_url(ctx, &ctx.cfg.root, url.as_str(), &["up"])?;
     ready

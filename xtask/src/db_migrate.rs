@@ -5,9 +5,8 @@ use std::{process::ExitCode, time::Duration};
 use anyhow::Result;
 
 use crate::{
-    backend::{BackendChoice, Ctx},
+    backend::{BackendChoice, Ctx, lifecycle::ensure_up},
     bins,
-    db_up::ensure_up,
 };
 
 #[derive(clap::Args)]

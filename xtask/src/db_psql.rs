@@ -1,10 +1,13 @@
 //! `cargo xtask db-psql`: open psql on the target database.
 
-use std::{io::IsTerminal, process::ExitCode};
+use std::{io::IsTerminal, process::ExitCode, time::Duration};
 
 use anyhow::{Context, Result};
 
-use crate::backend::{self, BackendChoice, Ctx};
+use crate::{
+    backend::{self, BackendChoice, Ctx},
+    pg::Client,
+};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -16,6 +19,10 @@ pub struct Args {
 pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
     let selected = backend::select(ctx, choice)?;
     selected.announce(ctx);
+    // psql would talk to whatever answers on the port: prove first that it is our server.
+    if let Ok(mut client) = Client::connect(&ctx.cfg.url, Duration::from_secs(3)) {
+        selected.backend.check_identity(ctx, &mut client)?;
+    }
     let interactive = std::io::stdin().is_terminal();
     let psql = selected
         .backend

@@ -2,13 +2,14 @@
 
 use std::{process::ExitCode, time::Duration};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 use crate::{
-    backend::{BackendChoice, Ctx},
-    bins,
-    db_up::ensure_up,
-    ui,
+    backend::{
+        BackendChoice, Ctx,
+        lifecycle::{ensure_up, guard_remote},
+    },
+    bins, ui,
 };
 
 #[derive(clap::Args)]
@@ -23,8 +24,7 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
-    // Decided before connecting, so that a mistyped URL cannot destroy anything.
-    guard_remote(ctx, args.force)?;
+    guard_remote(ctx, args.force, "reset")?;
     let mut ready = ensure_up(ctx, choice, args.timeout)?;
     ready
         .client
@@ -36,15 +36,4 @@ pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
     ));
     bins::run(ctx, &["up"])?;
     Ok(ExitCode::SUCCESS)
-}
-
-pub fn guard_remote(ctx: &Ctx, force: bool) -> Result<()> {
-    if !ctx.cfg.host_is_local() && !force {
-        bail!(
-            "refusing to reset database {:?} on the non-local host {:?}: this deletes all its data; pass --force if you mean it",
-            ctx.cfg.database,
-            ctx.cfg.host()
-        );
-    }
-    Ok(())
 }

@@ -22,7 +22,10 @@ pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
     let selected = backend::select(ctx, choice)?;
     selected.announce(ctx);
     match Client::connect(&ctx.cfg.url, Duration::from_secs(3)) {
-        Ok(client) => println!("reachable: yes, PostgreSQL {}", client.server_version()),
+        Ok(mut client) => {
+            selected.backend.check_identity(ctx, &mut client)?;
+            println!("reachable: yes, PostgreSQL {}", client.server_version());
+        }
         Err(error) => {
             println!("reachable: no ({error})");
             ui::info("start it with `cargo xtask db-up`");

@@ -5,9 +5,8 @@ use std::{process::ExitCode, time::Duration};
 use anyhow::{Context, Result};
 
 use crate::{
-    backend::{self, BackendChoice, BackendKind, Ctx, Local},
+    backend::{BackendChoice, Ctx, lifecycle::test_server},
     bins::{cargo, workspace_bin},
-    db_up::bring_up,
     process::ChildFailed,
     ui,
 };
@@ -77,32 +76,6 @@ pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
     } else {
         Err(ChildFailed::from_status(status).into())
     }
-}
-
-/// On the local backend, tests get a cluster of their own, tuned for speed; elsewhere
-/// (docker, a CI service) they use the same server, in databases of their own.
-pub fn test_server(ctx: &Ctx, choice: BackendChoice, timeout: Duration) -> Result<Option<Ctx>> {
-    let selected = backend::select(ctx, choice)?;
-    if selected.kind() != BackendKind::Local {
-        selected.announce(ctx);
-        bring_up(ctx, selected.backend.as_ref(), timeout)?;
-        backend::record_backend(&ctx.cfg, selected.kind())?;
-        return Ok(None);
-    }
-    let test_ctx = Ctx {
-        sh: xshell::Shell::new().context("cannot set up the shell")?,
-        cfg: ctx.cfg.for_test_server()?,
-    };
-    test_ctx.sh.change_dir(&ctx.cfg.root);
-    let cluster = Local::for_tests(&test_ctx)?;
-    ui::info(format!(
-        "backend: local ({}); tests use a separate cluster tuned for speed, in {}",
-        selected.reason,
-        cluster.dir().display()
-    ));
-    ui::info(format!("server:  {}", test_ctx.cfg.redacted_url()));
-    bring_up(&test_ctx, &cluster, timeout)?;
-    Ok(Some(test_ctx))
 }
 
 /// Runs `testdb <command>` (the `db` crate's helper binary) and returns what it prints.

@@ -18,7 +18,10 @@ mod db_status;
 mod db_test;
 mod db_up;
 mod pg;
+mod postmaster;
+mod private_dir;
 mod process;
+mod state_lock;
 mod ui;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
@@ -86,7 +89,9 @@ enum Command {
     )]
     DbMigrate(db_migrate::Args),
     /// Roll back the last applied migrations (one by default).
-    #[command(after_help = "Example:\n  cargo xtask db-rollback --steps 2")]
+    #[command(
+        after_help = "Examples:\n  cargo xtask db-rollback --steps 2\n  cargo xtask db-rollback --force   # required when the host is not local"
+    )]
     DbRollback(db_rollback::Args),
     /// Drop everything in the database, then migrate from scratch.
     #[command(
@@ -197,13 +202,23 @@ pub fn project_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The longest `--timeout`: a day is more than any start needs, and a deadline this far away
+/// cannot overflow the clock.
+const MAX_TIMEOUT_SECS: u64 = 86_400;
+
 /// Parses `--timeout` values: whole seconds.
 pub fn parse_seconds(raw: &str) -> Result<Duration, String> {
-    raw.parse::<u64>()
+    let seconds = raw
+        .parse::<u64>()
         .ok()
         .filter(|s| *s > 0)
-        .map(Duration::from_secs)
-        .ok_or_else(|| format!("{raw:?} is not a positive number of seconds"))
+        .ok_or_else(|| format!("{raw:?} is not a positive number of seconds"))?;
+    if seconds > MAX_TIMEOUT_SECS {
+        return Err(format!(
+            "{raw} seconds is too long: use at most {MAX_TIMEOUT_SECS} (a day)"
+        ));
+    }
+    Ok(Duration::from_secs(seconds))
 }
 
 /// Parses `--steps` values with a one-line error for zero and negative numbers.
@@ -222,6 +237,14 @@ mod tests {
     fn cli_is_well_formed() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn timeouts_are_bounded() {
+        assert_eq!(parse_seconds("60"), Ok(Duration::from_secs(60)));
+        for bad in ["0", "-1", "18446744073709551615", "86401", "x"] {
+            assert!(parse_seconds(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -5,6 +5,8 @@ use std::{
     fmt,
     io::{self, Read, Write},
     net::{TcpStream, ToSocketAddrs},
+    os::unix::net::UnixStream,
+    path::Path,
     time::Duration,
 };
 
@@ -91,8 +93,46 @@ impl From<io::Error> for PgError {
     }
 }
 
+/// The connection: TCP for servers at an address, a Unix socket for the local cluster's administration.
+enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.flush(),
+            Stream::Unix(s) => s.flush(),
+        }
+    }
+}
+
+/// Who connects to which database, decoded from a URL or given directly.
+struct Login<'a> {
+    user: &'a str,
+    password: &'a str,
+    database: &'a str,
+}
+
 pub struct Client {
-    stream: TcpStream,
+    stream: Stream,
     buf: BytesMut,
     server_version: String,
 }
@@ -116,13 +156,19 @@ impl Client {
                     stream.set_read_timeout(Some(timeout))?;
                     stream.set_write_timeout(Some(timeout))?;
                     stream.set_nodelay(true)?;
-                    let mut client = Client {
-                        stream,
-                        buf: BytesMut::with_capacity(8192),
-                        server_version: String::new(),
+                    let user = percent_decode(url.username());
+                    let password = url.password().map(percent_decode).unwrap_or_default();
+                    let database = percent_decode(url.path().trim_start_matches('/'));
+                    let login = Login {
+                        user: &user,
+                        password: &password,
+                        database: if database.is_empty() {
+                            &user
+                        } else {
+                            &database
+                        },
                     };
-                    client.startup(url)?;
-                    return Ok(client);
+                    return Client::start(Stream::Tcp(stream), &login);
                 }
                 Err(e) => last = PgError::Io(e),
             }
@@ -130,25 +176,51 @@ impl Client {
         Err(last)
     }
 
+    /// Connects without a password through the server's Unix socket in `socket_dir`, as libpq does
+    /// for a directory host: only users who can enter that directory reach the socket.
+    pub fn connect_socket(
+        socket_dir: &Path,
+        port: u16,
+        user: &str,
+        database: &str,
+        timeout: Duration,
+    ) -> Result<Client, PgError> {
+        let stream = UnixStream::connect(socket_dir.join(format!(".s.PGSQL.{port}")))?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        let login = Login {
+            user,
+            password: "",
+            database,
+        };
+        Client::start(Stream::Unix(stream), &login)
+    }
+
+    fn start(stream: Stream, login: &Login<'_>) -> Result<Client, PgError> {
+        let mut client = Client {
+            stream,
+            buf: BytesMut::with_capacity(8192),
+            server_version: String::new(),
+        };
+        client.startup(login)?;
+        Ok(client)
+    }
+
     pub fn server_version(&self) -> &str {
         &self.server_version
     }
 
-    fn startup(&mut self, url: &Url) -> Result<(), PgError> {
-        let user = percent_decode(url.username());
-        let password = url.password().map(percent_decode).unwrap_or_default();
-        let database = percent_decode(url.path().trim_start_matches('/'));
-        let database = if database.is_empty() {
-            user.clone()
-        } else {
-            database
-        };
-
+    fn startup(&mut self, login: &Login<'_>) -> Result<(), PgError> {
+        let Login {
+            user,
+            password,
+            database,
+        } = *login;
         let mut out = BytesMut::new();
         frontend::startup_message(
             [
-                ("user", user.as_str()),
-                ("database", database.as_str()),
+                ("user", user),
+                ("database", database),
                 ("application_name", "xtask"),
                 ("client_encoding", "UTF8"),
             ],
@@ -301,6 +373,12 @@ fn server_error(
         }
     }
     Ok(PgError::Server { code, message })
+}
+
+/// The SCRAM-SHA-256 verifier of `password`, as `CREATE ROLE … PASSWORD` stores it: the server
+/// never sees the password itself, so it cannot reach a statement log.
+pub fn scram_verifier(password: &str) -> String {
+    postgres_protocol::password::scram_sha_256(password.as_bytes())
 }
 
 /// Quotes an identifier for SQL.

@@ -1,34 +1,64 @@
-//! The local backend: a throwaway cluster inside the project, made with `initdb`/`pg_ctl`
-//! from the PostgreSQL binaries on this machine.
+//! The local backend: a cluster made with `initdb`/`pg_ctl` from the PostgreSQL binaries on this
+//! machine, which provably belongs to this checkout (MIGRATIONS.md, "Shared machines").
 
 use std::{
     fs,
-    io::Write,
-    os::unix::fs::{PermissionsExt, chown},
+    net::TcpListener,
     path::{Path, PathBuf},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
-use sha2::{Digest, Sha256};
 use xshell::cmd;
 
-use super::{
-    Backend, BackendKind, Ctx, create_database_via_sql, is_executable, output, port_is_taken,
-    port_taken_error,
+use super::{Backend, BackendKind, Ctx, is_executable, output, port_is_taken, port_taken_error};
+use crate::{
+    pg::{self, Client},
+    postmaster::{self, Postmaster},
+    private_dir::{self, Owner},
+    process,
+    state_lock::{self, StateLock},
+    ui,
 };
-use crate::{process, ui};
 
 /// The major version the project targets; other versions work but earn a warning.
 const TARGET_MAJOR: u32 = 16;
 
+/// The bootstrap superuser. It has no password, so it cannot log in over TCP; it is reachable
+/// only through the server's Unix socket, in a directory that only the server's user can enter.
+pub const ADMIN_ROLE: &str = "xtask_admin";
+
+/// Where a fresh cluster is built before it is renamed into place, so that an interrupted
+/// `initdb` never leaves a half-made cluster where the real one belongs.
+const STAGING_PREFIX: &str = ".xtask-new-cluster-";
+
+/// Short, private socket directories: a project path can be too long for a socket path.
+const SOCKET_PARENT: &str = "/tmp";
+const SOCKET_PREFIX: &str = "xtask-pg-";
+
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
+
 pub struct Local {
     bin_dir: PathBuf,
-    dir: PathBuf,
+    place: Place,
     /// The developer's cluster keeps PostgreSQL's durable defaults; the test cluster trades them for speed.
     durable: bool,
     /// The unprivileged user the server runs as when xtask runs as root.
     run_as: Option<UnprivilegedUser>,
+    /// Serialises this cluster's lifecycle steps across processes.
+    lock_file: PathBuf,
+    /// "local cluster" or "test cluster", for messages.
+    label: &'static str,
+    /// The setting that moves this cluster's port, for messages.
+    port_setting: &'static str,
+}
+
+enum Place {
+    /// The developer's cluster, at a fixed place in the state directory.
+    Fixed(PathBuf),
+    /// The test cluster: a private directory with an unpredictable name in `parent` (RAM where
+    /// /dev/shm exists), found again through the `pointer` file in the state directory.
+    Private { parent: PathBuf, pointer: PathBuf },
 }
 
 #[derive(Debug, Clone)]
@@ -101,49 +131,233 @@ impl Local {
         let bin_dir = find_bin_dir(ctx).context(
             "the local backend needs the PostgreSQL server binaries: install them (apt install postgresql, brew install postgresql@16) or set PG_BIN",
         )?;
-        let run_as = if is_root(ctx)? {
+        let run_as = if rustix::process::geteuid().is_root() {
             Some(unprivileged_user(ctx)?)
         } else {
             None
         };
+        if ctx.cfg.user == ADMIN_ROLE {
+            bail!(
+                "the user name {ADMIN_ROLE:?} is reserved for the local cluster's administration: choose another POSTGRES_USER"
+            );
+        }
+        let state = &ctx.cfg.state_dir;
         Ok(Local {
             bin_dir,
-            dir: ctx.cfg.state_dir.join("local"),
+            place: Place::Fixed(state.join("local")),
             durable: true,
             run_as,
+            lock_file: state.join("local.lock"),
+            label: "local cluster",
+            port_setting: "POSTGRES_PORT",
         })
     }
 
     /// The separate cluster that `db-test` uses: RAM-backed where `/dev/shm` exists, with
     /// fsync, synchronous_commit and full_page_writes off. Losing it loses only test databases.
     pub fn for_tests(ctx: &Ctx) -> Result<Local> {
+        let state = &ctx.cfg.state_dir;
         let shm = Path::new("/dev/shm");
-        let dir = if shm.is_dir() {
-            let mut hasher = Sha256::new();
-            hasher.update(ctx.cfg.state_dir.as_os_str().as_encoded_bytes());
-            let digest = hasher.finalize();
-            let tag: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
-            shm.join(format!("dbops-test-{tag}"))
+        let parent = if shm.is_dir() {
+            shm.to_owned()
         } else {
-            ctx.cfg.state_dir.join("test")
+            state.clone()
         };
         Ok(Local {
-            dir,
+            place: Place::Private {
+                parent,
+                pointer: state.join("test-cluster"),
+            },
             durable: false,
+            lock_file: state.join("test-cluster.lock"),
+            label: "test cluster",
+            port_setting: "POSTGRES_TEST_PORT",
             ..Local::new(ctx)?
         })
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// The test cluster's port: `POSTGRES_TEST_PORT`, else the one it runs on, else the one
+    /// chosen before (kept in the state directory), else a free one. Parallel runs agree on it.
+    pub fn test_port(&self, ctx: &Ctx) -> Result<u16> {
+        if let Some(port) = ctx.cfg.test_port_setting()? {
+            return Ok(port);
+        }
+        let _lock = self.lock()?;
+        if let Some(running) = self.running()? {
+            return Ok(running.port);
+        }
+        let record = ctx.cfg.state_dir.join("test-cluster.port");
+        let recorded = fs::read_to_string(&record)
+            .ok()
+            .and_then(|text| text.trim().parse::<u16>().ok());
+        if let Some(port) = recorded.filter(|port| !port_is_taken(*port)) {
+            return Ok(port);
+        }
+        let port = TcpListener::bind(("127.0.0.1", 0))
+            .and_then(|listener| listener.local_addr())
+            .context("cannot find a free port for the test cluster")?
+            .port();
+        fs::write(&record, format!("{port}\n"))
+            .with_context(|| format!("cannot write {}", record.display()))?;
+        Ok(port)
     }
 
-    fn data_dir(&self) -> PathBuf {
-        self.dir.join("pgdata")
+    /// Where the cluster lives, for messages; the test cluster's directory is made on first start.
+    pub fn describe_dir(&self) -> String {
+        match &self.place {
+            Place::Fixed(dir) => dir.display().to_string(),
+            Place::Private { parent, .. } => format!("a private directory in {}", parent.display()),
+        }
     }
 
-    fn log_file(&self) -> PathBuf {
-        self.dir.join("postgres.log")
+    fn lock(&self) -> Result<StateLock> {
+        state_lock::acquire(&self.lock_file, self.label)
+    }
+
+    fn owner(&self) -> Owner {
+        match &self.run_as {
+            Some(user) => Owner {
+                uid: user.uid,
+                gid: user.gid,
+            },
+            None => Owner::current(),
+        }
+    }
+
+    /// The cluster's directory if it exists; a test-cluster directory that fails the private
+    /// directory checks is ignored (and left alone), and a new one is made.
+    fn existing_home(&self) -> Result<Option<PathBuf>> {
+        match &self.place {
+            Place::Fixed(dir) => Ok(dir.symlink_metadata().is_ok().then(|| dir.clone())),
+            Place::Private { pointer, .. } => {
+                let Ok(text) = fs::read_to_string(pointer) else {
+                    return Ok(None);
+                };
+                let dir = PathBuf::from(text.trim());
+                if dir.symlink_metadata().is_err() {
+                    return Ok(None);
+                }
+                match private_dir::verify(&dir, self.owner()) {
+                    Ok(()) => Ok(Some(dir)),
+                    Err(why) => {
+                        ui::warn(format!(
+                            "not using {} for the test cluster ({why}); making a new private one",
+                            dir.display()
+                        ));
+                        Ok(None)
+                    }
+                }
+            }
+        }
+    }
+
+    fn running(&self) -> Result<Option<Postmaster>> {
+        match self.existing_home()? {
+            Some(home) => postmaster::running(&home.join("pgdata")),
+            None => Ok(None),
+        }
+    }
+
+    /// Refuses a directory that xtask did not make: it must carry our marker and hold a cluster.
+    fn check_ours(&self, home: &Path) -> Result<()> {
+        if !private_dir::is_marked(home) || !home.join("pgdata/PG_VERSION").is_file() {
+            bail!(
+                "{} is not a PostgreSQL cluster made by xtask (it lacks the {} marker or pgdata/PG_VERSION), so xtask will not use or delete it: move it away, or set DB_STATE_DIR to another directory",
+                home.display(),
+                private_dir::MARKER
+            );
+        }
+        Ok(())
+    }
+
+    /// The cluster's directory, made now if there is none; also says whether it is new.
+    fn ensure_cluster(&self, ctx: &Ctx) -> Result<(PathBuf, bool)> {
+        if let Some(home) = self.existing_home()? {
+            if matches!(self.place, Place::Private { .. })
+                && !home.join("pgdata/PG_VERSION").is_file()
+            {
+                // Ours (it passed the private-directory checks), but its initdb was interrupted.
+                fs::remove_dir_all(&home)
+                    .with_context(|| format!("cannot delete {}", home.display()))?;
+            } else {
+                self.check_ours(&home)?;
+                return Ok((home, false));
+            }
+        }
+        Ok((self.build(ctx)?, true))
+    }
+
+    /// Runs `initdb` in a new private directory, then puts that directory in place.
+    fn build(&self, ctx: &Ctx) -> Result<PathBuf> {
+        let (parent, prefix) = match &self.place {
+            Place::Fixed(dir) => (
+                dir.parent()
+                    .context("the cluster directory has no parent")?,
+                STAGING_PREFIX,
+            ),
+            Place::Private { parent, .. } => (parent.as_path(), "xtask-test-"),
+        };
+        fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+        if matches!(self.place, Place::Fixed(_)) {
+            remove_abandoned_builds(parent)?;
+        }
+        let staging = private_dir::create(parent, prefix, self.owner())?;
+        if let Place::Private { pointer, .. } = &self.place {
+            // Recorded first, so that an interrupted build is found, proven ours and replaced.
+            write_atomically(pointer, &format!("{}\n", staging.display()))?;
+        }
+        if let Err(error) = self.initdb(ctx, &staging) {
+            let _ = fs::remove_dir_all(&staging);
+            return Err(error);
+        }
+        match &self.place {
+            Place::Fixed(dir) => {
+                fs::rename(&staging, dir)
+                    .with_context(|| format!("cannot move the new cluster to {}", dir.display()))?;
+                Ok(dir.clone())
+            }
+            Place::Private { .. } => Ok(staging),
+        }
+    }
+
+    fn initdb(&self, ctx: &Ctx, home: &Path) -> Result<()> {
+        if let Some(user) = &self.run_as {
+            let name = &user.name;
+            let reachable = output(cmd!(ctx.sh, "runuser -u {name} -- test -w {home}"))?;
+            if !reachable.status.success() {
+                bail!(
+                    "the server runs as user {name} (initdb refuses root), but {name} cannot reach {}: set DB_STATE_DIR to a directory it can reach",
+                    home.display()
+                );
+            }
+        }
+        let data = home.join("pgdata");
+        // No password anywhere: the superuser logs in only through the private Unix socket,
+        // and the application role gets a SCRAM verifier computed here (`provision`).
+        let init = output(
+            self.server_cmd(ctx, "initdb")
+                .arg("--pgdata")
+                .arg(&data)
+                .args([
+                    "--username",
+                    ADMIN_ROLE,
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                ]),
+        )?;
+        if !init.status.success() {
+            bail!("initdb failed: {}", super::stderr_line(&init));
+        }
+        ui::info(format!(
+            "initialised a {} in {}",
+            self.label,
+            data.display()
+        ));
+        Ok(())
     }
 
     fn bin(&self, program: &str) -> PathBuf {
@@ -162,124 +376,49 @@ impl Local {
         }
     }
 
-    fn give_to_server_user(&self, path: &Path) -> Result<()> {
-        if let Some(user) = &self.run_as {
-            chown(path, Some(user.uid), Some(user.gid))
-                .with_context(|| format!("cannot hand {} to user {}", path.display(), user.name))?;
-        }
-        Ok(())
+    /// The superuser's connection, through the running server's private socket.
+    fn admin(&self, running: &Postmaster) -> Result<Client> {
+        let socket_dir = running
+            .socket_dir
+            .as_deref()
+            .with_context(|| format!("the {} runs without a Unix socket: restart it with `cargo xtask db-down` and `cargo xtask db-up`", self.label))?;
+        Client::connect_socket(
+            socket_dir,
+            running.port,
+            ADMIN_ROLE,
+            "postgres",
+            ADMIN_TIMEOUT,
+        )
+        .with_context(|| {
+            format!(
+                "cannot reach the {} as {ADMIN_ROLE} through {}",
+                self.label,
+                socket_dir.display()
+            )
+        })
     }
 
-    fn is_running(&self, ctx: &Ctx) -> Result<bool> {
-        let data = self.data_dir();
-        if !data.join("PG_VERSION").exists() {
-            return Ok(false);
+    /// Makes the application role (no superuser: it can create databases and owns its own)
+    /// and its database, unless they exist. The password never leaves this process.
+    fn provision(&self, ctx: &Ctx, running: &Postmaster) -> Result<()> {
+        let mut admin = self.admin(running)?;
+        let cfg = &ctx.cfg;
+        let role_exists = admin
+            .query_value(&format!(
+                "SELECT 1 FROM pg_roles WHERE rolname = {}",
+                pg::literal(&cfg.user)
+            ))
+            .context("cannot list roles")?;
+        if role_exists.is_none() {
+            admin
+                .query(&format!(
+                    "CREATE ROLE {} LOGIN CREATEDB NOSUPERUSER PASSWORD {}",
+                    pg::ident(&cfg.user),
+                    pg::literal(&pg::scram_verifier(&cfg.password))
+                ))
+                .with_context(|| format!("cannot create role {:?}", cfg.user))?;
         }
-        let status = output(
-            self.server_cmd(ctx, "pg_ctl")
-                .args(["status", "--pgdata"])
-                .arg(&data),
-        )?;
-        Ok(status.status.success())
-    }
-
-    fn ensure_cluster(&self, ctx: &Ctx) -> Result<bool> {
-        let data = self.data_dir();
-        if data.join("PG_VERSION").exists() {
-            return Ok(false);
-        }
-        if data.exists()
-            && fs::read_dir(&data)
-                .map(|mut d| d.next().is_some())
-                .unwrap_or(true)
-        {
-            bail!(
-                "{} exists but is not a PostgreSQL cluster (no PG_VERSION): move it away, or set DB_STATE_DIR to another directory",
-                data.display()
-            );
-        }
-        fs::create_dir_all(&self.dir)
-            .with_context(|| format!("cannot create {}", self.dir.display()))?;
-        self.give_to_server_user(&self.dir)?;
-        if let Some(user) = &self.run_as {
-            let dir = &self.dir;
-            let name = &user.name;
-            let reachable = output(cmd!(ctx.sh, "runuser -u {name} -- test -w {dir}"))?;
-            if !reachable.status.success() {
-                bail!(
-                    "the server runs as user {name} (initdb refuses root), but {name} cannot reach {}: set DB_STATE_DIR to a directory it can reach",
-                    dir.display()
-                );
-            }
-        }
-        fs::create_dir_all(&data).with_context(|| format!("cannot create {}", data.display()))?;
-        fs::set_permissions(&data, fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("cannot set mode 0700 on {}", data.display()))?;
-        self.give_to_server_user(&data)?;
-
-        // The password goes through a 0600 file so that it never shows on a command line.
-        let mut pwfile = tempfile::Builder::new()
-            .prefix(".pwfile")
-            .tempfile_in(&self.dir)
-            .context("cannot create the initdb password file")?;
-        writeln!(pwfile, "{}", ctx.cfg.password)
-            .context("cannot write the initdb password file")?;
-        pwfile
-            .flush()
-            .context("cannot write the initdb password file")?;
-        self.give_to_server_user(pwfile.path())?;
-
-        let user = &ctx.cfg.user;
-        let pwfile_arg = format!("--pwfile={}", pwfile.path().display());
-        let init = output(
-            self.server_cmd(ctx, "initdb")
-                .args(["--pgdata"])
-                .arg(&data)
-                .args([
-                    "--username",
-                    user,
-                    "--auth=scram-sha-256",
-                    "--encoding=UTF8",
-                    "--locale=C",
-                    "--no-sync",
-                ])
-                .arg(pwfile_arg),
-        )?;
-        if !init.status.success() {
-            let _ = fs::remove_dir_all(&data);
-            bail!("initdb failed: {}", super::stderr_line(&init));
-        }
-        ui::info(format!("initialised a cluster in {}", data.display()));
-        Ok(true)
-    }
-
-    /// Removes a `postmaster.pid` whose process is gone or is no longer PostgreSQL, as after a crash.
-    fn clear_stale_pid(&self, ctx: &Ctx) -> Result<()> {
-        let pid_file = self.data_dir().join("postmaster.pid");
-        let Ok(text) = fs::read_to_string(&pid_file) else {
-            return Ok(());
-        };
-        let pid = text.lines().next().unwrap_or("").trim().to_owned();
-        // /proc answers without `ps`, which minimal container images lack; `ps` covers macOS.
-        let command = match fs::read_to_string(format!("/proc/{pid}/comm")) {
-            Ok(comm) => Some(comm),
-            Err(_) if Path::new("/proc/self").exists() => None,
-            Err(_) => {
-                let ps = output(cmd!(ctx.sh, "ps -o comm= -p {pid}"))?;
-                ps.status
-                    .success()
-                    .then(|| String::from_utf8_lossy(&ps.stdout).into_owned())
-            }
-        };
-        if command.is_some_and(|c| c.contains("postgres") || c.contains("postmaster")) {
-            return Ok(());
-        }
-        fs::remove_file(&pid_file)
-            .with_context(|| format!("cannot remove stale {}", pid_file.display()))?;
-        ui::warn(format!(
-            "removed a stale postmaster.pid (process {pid} is not running PostgreSQL)"
-        ));
-        Ok(())
+        create_database_as(&mut admin, &cfg.database, &cfg.user)
     }
 
     fn warn_on_version(&self, ctx: &Ctx) {
@@ -299,29 +438,22 @@ impl Local {
             ));
         }
     }
-}
 
-impl Backend for Local {
-    fn kind(&self) -> BackendKind {
-        BackendKind::Local
-    }
-
-    fn start(&self, ctx: &Ctx, deadline: Instant) -> Result<bool> {
-        let fresh = self.ensure_cluster(ctx)?;
-        if !fresh && self.is_running(ctx)? {
-            return Ok(false);
-        }
-        self.clear_stale_pid(ctx)?;
-        if port_is_taken(ctx.cfg.port) {
-            return Err(port_taken_error(ctx.cfg.port));
-        }
-        self.warn_on_version(ctx);
-        let data = self.data_dir();
-        let log = self.log_file();
+    fn pg_ctl_start(
+        &self,
+        ctx: &Ctx,
+        data: &Path,
+        socket_dir: &Path,
+        deadline: Instant,
+    ) -> Result<()> {
+        let log = data
+            .parent()
+            .context("pgdata has a parent")?
+            .join("postgres.log");
         let mut options = format!(
-            "-c listen_addresses=127.0.0.1 -c port={} -c unix_socket_directories='{}'",
+            "-c listen_addresses=127.0.0.1 -c port={} -c unix_socket_directories='{}' -c unix_socket_permissions=0700",
             ctx.cfg.port,
-            data.display()
+            socket_dir.display()
         );
         if !self.durable {
             options.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
@@ -334,33 +466,96 @@ impl Backend for Local {
         let started = output(
             self.server_cmd(ctx, "pg_ctl")
                 .args(["start", "--wait", "--timeout", &wait_secs, "--pgdata"])
-                .arg(&data)
+                .arg(data)
                 .arg("--log")
                 .arg(&log)
                 .args(["-o", &options]),
         )?;
-        if !started.status.success() {
-            let log_text = fs::read_to_string(&log).unwrap_or_default();
-            let tail: Vec<&str> = log_text.lines().rev().take(20).collect();
-            if tail.iter().any(|l| l.contains("Address already in use")) {
-                return Err(port_taken_error(ctx.cfg.port));
-            }
-            let last = tail
-                .iter()
-                .find(|l| l.contains("FATAL") || l.contains("ERROR"))
-                .map(|l| l.trim().to_owned())
-                .unwrap_or_else(|| super::stderr_line(&started));
-            bail!(
-                "pg_ctl could not start the local cluster: {last} (log: {})",
-                log.display()
-            );
+        if started.status.success() {
+            return Ok(());
         }
+        let log_text = fs::read_to_string(&log).unwrap_or_default();
+        let tail: Vec<&str> = log_text.lines().rev().take(20).collect();
+        if tail.iter().any(|l| l.contains("Address already in use")) {
+            return Err(port_taken_error(ctx.cfg.port));
+        }
+        let last = tail
+            .iter()
+            .find(|l| l.contains("FATAL") || l.contains("ERROR"))
+            .map(|l| l.trim().to_owned())
+            .unwrap_or_else(|| super::stderr_line(&started));
+        bail!(
+            "pg_ctl could not start the {}: {last} (log: {})",
+            self.label,
+            log.display()
+        );
+    }
+
+    /// Deletes a socket directory after its server stopped, if it is provably one of ours.
+    fn remove_socket_dir(&self, dir: &Path) {
+        let ours = dir.parent() == Some(Path::new(SOCKET_PARENT))
+            && dir
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(SOCKET_PREFIX))
+            && private_dir::verify(dir, self.owner()).is_ok();
+        if ours {
+            let _ = fs::remove_dir_all(dir);
+        }
+    }
+}
+
+impl Backend for Local {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Local
+    }
+
+    fn start(&self, ctx: &Ctx, deadline: Instant) -> Result<bool> {
+        let _lock = self.lock()?;
+        let (home, _fresh) = self.ensure_cluster(ctx)?;
+        let data = home.join("pgdata");
+        if let Some(running) = postmaster::running(&data)? {
+            if running.port != ctx.cfg.port {
+                bail!(
+                    "the {} already runs on port {}, not on the configured port {}, which xtask will not use: stop it with `cargo xtask db-down` and start it again, or set {} to {}",
+                    self.label,
+                    running.port,
+                    ctx.cfg.port,
+                    self.port_setting,
+                    running.port
+                );
+            }
+            return Ok(false);
+        }
+        if port_is_taken(ctx.cfg.port) {
+            return Err(port_taken_error(ctx.cfg.port));
+        }
+        self.warn_on_version(ctx);
+        let socket_dir =
+            private_dir::create(Path::new(SOCKET_PARENT), SOCKET_PREFIX, self.owner())?;
+        if let Err(error) = self.pg_ctl_start(ctx, &data, &socket_dir, deadline) {
+            self.remove_socket_dir(&socket_dir);
+            return Err(error);
+        }
+        let running = postmaster::running(&data)?.with_context(|| {
+            format!(
+                "the {} stopped right after it started: see `cargo xtask db-logs`",
+                self.label
+            )
+        })?;
+        self.provision(ctx, &running)?;
         Ok(true)
     }
 
     fn stop(&self, ctx: &Ctx, delete_data: bool) -> Result<()> {
-        if self.is_running(ctx)? {
-            let data = self.data_dir();
+        let _lock = self.lock()?;
+        let Some(home) = self.existing_home()? else {
+            return Ok(());
+        };
+        if delete_data {
+            self.check_ours(&home)?;
+        }
+        let data = home.join("pgdata");
+        if let Some(running) = postmaster::running(&data)? {
             let stopped = output(
                 self.server_cmd(ctx, "pg_ctl")
                     .args(["stop", "--wait", "--mode=fast", "--pgdata"])
@@ -368,26 +563,31 @@ impl Backend for Local {
             )?;
             if !stopped.status.success() {
                 bail!(
-                    "pg_ctl could not stop the local cluster: {}",
+                    "pg_ctl could not stop the {}: {}",
+                    self.label,
                     super::stderr_line(&stopped)
                 );
             }
+            if let Some(socket_dir) = &running.socket_dir {
+                self.remove_socket_dir(socket_dir);
+            }
         }
-        if delete_data && self.dir.exists() {
-            fs::remove_dir_all(&self.dir)
-                .with_context(|| format!("cannot delete {}", self.dir.display()))?;
+        if delete_data {
+            fs::remove_dir_all(&home)
+                .with_context(|| format!("cannot delete {}", home.display()))?;
+            if let Place::Private { pointer, .. } = &self.place {
+                let _ = fs::remove_file(pointer);
+            }
         }
         Ok(())
     }
 
     fn logs(&self, ctx: &Ctx, follow: bool) -> Result<()> {
-        let log = self.log_file();
-        if !log.exists() {
-            bail!(
-                "no log yet at {}: start the server with `cargo xtask db-up`",
-                log.display()
-            );
-        }
+        let log = self
+            .existing_home()?
+            .map(|home| home.join("postgres.log"))
+            .filter(|log| log.exists())
+            .context("no log yet: start the server with `cargo xtask db-up`")?;
         let tail = if follow {
             cmd!(ctx.sh, "tail -n 50 -F {log}")
         } else {
@@ -413,8 +613,86 @@ impl Backend for Local {
     }
 
     fn create_database(&self, ctx: &Ctx) -> Result<()> {
-        create_database_via_sql(ctx)
+        let running = self.running()?.with_context(|| {
+            format!(
+                "the {} is not running: start it with `cargo xtask db-up`",
+                self.label
+            )
+        })?;
+        create_database_as(&mut self.admin(&running)?, &ctx.cfg.database, &ctx.cfg.user)
     }
+
+    /// Proves that the server on the port is this cluster: same system identifier as our
+    /// `pg_control`. Otherwise it is another project's or another user's, and we touch nothing.
+    fn check_identity(&self, ctx: &Ctx, client: &mut Client) -> Result<()> {
+        let ours = self
+            .existing_home()?
+            .and_then(|home| fs::read(home.join("pgdata/global/pg_control")).ok())
+            .and_then(|control| Some(u64::from_ne_bytes(control.get(..8)?.try_into().ok()?)));
+        let theirs = client
+            .query_value("SELECT system_identifier FROM pg_control_system()")
+            .context("cannot read the server's system identifier")?
+            .and_then(|id| id.parse::<u64>().ok());
+        if ours.is_none() || ours != theirs {
+            bail!(
+                "port {} on 127.0.0.1 is served by a PostgreSQL that is not this checkout's {} (another project's or another user's), so xtask will not touch it: choose a free port with {} (and DATABASE_URL) in .env",
+                ctx.cfg.port,
+                self.label,
+                self.port_setting
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Creates `database`, owned by `owner`, unless it exists; a parallel creator is no error.
+fn create_database_as(admin: &mut Client, database: &str, owner: &str) -> Result<()> {
+    let exists = admin
+        .query_value(&format!(
+            "SELECT 1 FROM pg_database WHERE datname = {}",
+            pg::literal(database)
+        ))
+        .context("cannot list databases")?;
+    if exists.is_some() {
+        return Ok(());
+    }
+    match admin.query(&format!(
+        "CREATE DATABASE {} OWNER {}",
+        pg::ident(database),
+        pg::ident(owner)
+    )) {
+        Ok(_) => {
+            ui::info(format!("created database {database:?}"));
+            Ok(())
+        }
+        Err(e) if e.code() == Some("42P04") => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("cannot create database {database:?}")),
+    }
+}
+
+/// Removes staging directories left by an interrupted build; only marked ones, which we made.
+/// The caller holds the cluster's lock, so no build is in progress.
+fn remove_abandoned_builds(parent: &Path) -> Result<()> {
+    for entry in
+        fs::read_dir(parent).with_context(|| format!("cannot list {}", parent.display()))?
+    {
+        let path = entry?.path();
+        let is_staging = path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(STAGING_PREFIX));
+        if is_staging && private_dir::is_marked(&path) {
+            fs::remove_dir_all(&path)
+                .with_context(|| format!("cannot delete the abandoned {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Replaces `path` in one step, so that a reader never sees half of it.
+fn write_atomically(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("new");
+    fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Connection settings for libpq clients; the password travels in the environment, not in argv.
@@ -428,11 +706,6 @@ pub fn client_env<'a>(ctx: &Ctx, cmd: xshell::Cmd<'a>, database: &str) -> xshell
     .env("PGUSER", &cfg.user)
     .env("PGPASSWORD", &cfg.password)
     .env("PGDATABASE", database)
-}
-
-fn is_root(ctx: &Ctx) -> Result<bool> {
-    let out = output(cmd!(ctx.sh, "id -u"))?;
-    Ok(String::from_utf8_lossy(&out.stdout).trim() == "0")
 }
 
 fn unprivileged_user(ctx: &Ctx) -> Result<UnprivilegedUser> {
@@ -457,5 +730,55 @@ fn unprivileged_user(ctx: &Ctx) -> Result<UnprivilegedUser> {
         _ => bail!(
             "running as root, and initdb refuses root, but there is no unprivileged user {name:?} to run the server: create one (useradd --system {name}), set DB_LOCAL_USER, or run as a normal user"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+
+    use super::*;
+
+    fn test_cluster(state: &Path, parent: &Path) -> Local {
+        Local {
+            bin_dir: PathBuf::new(),
+            place: Place::Private {
+                parent: parent.to_owned(),
+                pointer: state.join("test-cluster"),
+            },
+            durable: false,
+            run_as: None,
+            lock_file: state.join("test-cluster.lock"),
+            label: "test cluster",
+            port_setting: "POSTGRES_TEST_PORT",
+        }
+    }
+
+    #[test]
+    fn a_planted_test_cluster_directory_is_never_adopted_or_changed() {
+        let state = tempfile::tempdir().unwrap();
+        let shared = tempfile::tempdir().unwrap();
+        let cluster = test_cluster(state.path(), shared.path());
+        let point_at = |dir: &Path| {
+            fs::write(state.path().join("test-cluster"), dir.display().to_string()).unwrap()
+        };
+
+        let ours = private_dir::create(shared.path(), "xtask-test-", Owner::current()).unwrap();
+        point_at(&ours);
+        assert_eq!(cluster.existing_home().unwrap(), Some(ours.clone()));
+
+        let link = shared.path().join("planted-link");
+        symlink(&ours, &link).unwrap();
+        point_at(&link);
+        assert_eq!(cluster.existing_home().unwrap(), None);
+
+        let open = shared.path().join("planted-open");
+        fs::create_dir(&open).unwrap();
+        private_dir::mark(&open).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+        point_at(&open);
+        assert_eq!(cluster.existing_home().unwrap(), None);
+        let mode = fs::metadata(&open).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o777, "a planted directory was changed");
     }
 }

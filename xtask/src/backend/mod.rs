@@ -2,6 +2,7 @@
 
 mod docker;
 mod external;
+pub mod lifecycle;
 mod local;
 
 use std::{
@@ -17,11 +18,7 @@ pub use docker::Docker;
 pub use external::External;
 pub use local::{Local, find_bin_dir as find_local_binaries};
 
-use crate::{
-    config::Config,
-    pg::{self, Client, PgError},
-    ui,
-};
+use crate::{config::Config, pg::Client, ui};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendChoice {
@@ -92,6 +89,12 @@ pub trait Backend {
         database: &str,
         interactive: bool,
     ) -> Result<xshell::Cmd<'a>>;
+
+    /// Proves that the server `client` reached is the one this backend runs, before anything
+    /// uses it. Only the local backend can tell; the others trust their own container or URL.
+    fn check_identity(&self, _ctx: &Ctx, _client: &mut Client) -> Result<()> {
+        Ok(())
+    }
 
     /// Called when the target database does not exist on a running server.
     fn create_database(&self, ctx: &Ctx) -> Result<()> {
@@ -292,8 +295,14 @@ pub fn wait_ready(ctx: &Ctx, backend: &dyn Backend, deadline: Instant) -> Result
         let error = match Client::connect(url, attempt_timeout) {
             Ok(client) => return Ok(client),
             Err(e) if e.is_auth_failure() => {
+                let remedy = match backend.kind() {
+                    BackendKind::External => "fix DATABASE_URL",
+                    _ => {
+                        "fix DATABASE_URL/POSTGRES_PASSWORD, or recreate the dev database with `cargo xtask db-down --volumes`"
+                    }
+                };
                 bail!(
-                    "PostgreSQL at {} rejected the credentials ({e}): the server runs, but with another password or user; fix DATABASE_URL/POSTGRES_PASSWORD, or recreate the dev database with `cargo xtask db-down --volumes`",
+                    "PostgreSQL at {} rejected the credentials ({e}): the server runs, but with another password or user; {remedy}",
                     ctx.cfg.redacted_url()
                 )
             }
@@ -305,8 +314,12 @@ pub fn wait_ready(ctx: &Ctx, backend: &dyn Backend, deadline: Instant) -> Result
             }
             Err(e) => e,
         };
-        if !error.is_transient() && !matches!(error, PgError::Resolve(_)) {
-            bail!("cannot connect to {}: {error}", ctx.cfg.redacted_url());
+        // A name that does not resolve will not resolve by waiting: say so at once.
+        if !error.is_transient() {
+            bail!(
+                "cannot connect to {}: {error}; check the host in DATABASE_URL",
+                ctx.cfg.redacted_url()
+            );
         }
         if Instant::now() >= deadline {
             let hint = match backend.kind() {
@@ -322,30 +335,6 @@ pub fn wait_ready(ctx: &Ctx, backend: &dyn Backend, deadline: Instant) -> Result
         std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
         pause = (pause * 2).min(Duration::from_millis(200));
     }
-}
-
-/// Creates the configured database through the maintenance database `postgres`.
-pub fn create_database_via_sql(ctx: &Ctx) -> Result<()> {
-    let admin_url = ctx.cfg.url_for_database("postgres");
-    let mut client = Client::connect(&admin_url, Duration::from_secs(5)).with_context(|| {
-        format!(
-            "cannot connect to {}",
-            crate::config::redact_url(&admin_url)
-        )
-    })?;
-    let exists = client
-        .query_value(&format!(
-            "SELECT 1 FROM pg_database WHERE datname = {}",
-            pg::literal(&ctx.cfg.database)
-        ))
-        .context("cannot list databases")?;
-    if exists.is_none() {
-        client
-            .query(&format!("CREATE DATABASE {}", pg::ident(&ctx.cfg.database)))
-            .with_context(|| format!("cannot create database {:?}", ctx.cfg.database))?;
-        ui::info(format!("created database {:?}", ctx.cfg.database));
-    }
-    Ok(())
 }
 
 /// True when something other than us already listens on the port.

@@ -240,3 +240,73 @@ pub fn is_root() -> bool {
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
+
+/// The user the local backend's server runs as: `postgres` when the tests run as root.
+pub fn server_user() -> Option<String> {
+    is_root().then(|| "postgres".to_owned())
+}
+
+/// A long-running process of the server's user that has nothing to do with PostgreSQL.
+pub fn unrelated_process_of_the_server_user() -> std::process::Child {
+    let mut cmd = match server_user() {
+        Some(user) => {
+            let mut cmd = Command::new("setpriv");
+            cmd.args([
+                &format!("--reuid={user}"),
+                &format!("--regid={user}"),
+                "--clear-groups",
+                "--",
+                "sleep",
+                "300",
+            ]);
+            cmd
+        }
+        None => {
+            let mut cmd = Command::new("sleep");
+            cmd.arg("300");
+            cmd
+        }
+    };
+    cmd.spawn().expect("sleep starts")
+}
+
+/// Every file under `dir` whose bytes contain `needle`, without following links.
+pub fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(meta) = path.symlink_metadata() else {
+            continue;
+        };
+        if meta.is_dir() {
+            found.extend(files_containing(&path, needle));
+        } else if meta.is_file()
+            && std::fs::read(&path).is_ok_and(|bytes| {
+                bytes
+                    .windows(needle.len())
+                    .any(|window| window == needle.as_bytes())
+            })
+        {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// Polls `done` until it holds or `limit` passes; returns whether it held.
+pub fn poll_until(limit: std::time::Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if done() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::yield_now();
+        std::thread::park_timeout(std::time::Duration::from_millis(5));
+    }
+}

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Runs xtask's tests and a lifecycle smoke as an unprivileged user, as most developers are:
+# with a copy of the checkout, a toolchain and a cargo home of that user's own, and HOME and
+# the state directory in a fresh temporary directory. Run as root; it creates the user
+# `xtask-ci` if it is missing. Nothing of root's checkout, target or toolchain is changed.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+if [[ $(id -u) != 0 ]]; then
+    echo "non-root: already unprivileged; run the tests directly (cargo test -p xtask)" >&2
+    exit 0
+fi
+for tool in setpriv useradd tar git; do
+    command -v "$tool" >/dev/null || { echo "non-root: $tool is missing: install util-linux, passwd, tar and git" >&2; exit 1; }
+done
+user=xtask-ci
+id "$user" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$user"
+
+work=$(mktemp -d /tmp/xtask-non-root.XXXXXX)
+cleanup() {
+    # The user's servers are stopped by the tests and the smoke; any left over die with them.
+    pkill -u "$user" -x postgres 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+chmod 755 "$work"
+mkdir "$work/home" "$work/cargo-home" "$work/repo"
+
+# The checkout as it is, tracked and new files alike, without target/ or .data/.
+git ls-files -z --cached --others --exclude-standard | tar --null -T - -c | tar -x -C "$work/repo"
+# The toolchain, hard-linked where the filesystem allows (only read), and the crates cache.
+sysroot=$(rustc --print sysroot)
+cp -al "$sysroot" "$work/toolchain" 2>/dev/null || cp -a "$sysroot" "$work/toolchain"
+cargo_home=${CARGO_HOME:-$HOME/.cargo}
+[[ -d $cargo_home/registry ]] && cp -a "$cargo_home/registry" "$work/cargo-home/"
+chown -R "$user:" "$work/home" "$work/cargo-home" "$work/repo"
+
+as_user() {
+    (cd "$work/repo" && setpriv --reuid="$user" --regid="$user" --clear-groups -- \
+        env -i HOME="$work/home" CARGO_HOME="$work/cargo-home" \
+        PATH="$work/toolchain/bin:/usr/local/bin:/usr/bin:/bin" \
+        RUSTC="$work/toolchain/bin/rustc" CARGO_TARGET_DIR="$work/repo/target" \
+        DB_STATE_DIR="$work/home/state" CI="${CI:-}" TERM=dumb "$@")
+}
+
+echo "non-root: as $user (uid $(id -u "$user")), in $work/repo"
+as_user cargo test -p xtask --no-fail-fast
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+smoke() { as_user env DB_BACKEND=local POSTGRES_PORT="$port" DATABASE_URL= cargo xtask "$@"; }
+smoke db-up
+smoke db-status
+smoke db-down
+smoke db-down --volumes
+echo "non-root: lifecycle smoke passed"

@@ -1,0 +1,88 @@
+//! The lifecycle steps that commands share: bring a server up, prove it is ours, and pick the
+//! server the test suite runs on. Commands call these; they never call each other.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use super::{
+    Backend, BackendChoice, BackendKind, Ctx, Local, Selected, record_backend, select, wait_ready,
+};
+use crate::{pg::Client, ui};
+
+/// A server that accepts the configured credentials, and the backend that runs it.
+pub struct Ready {
+    pub selected: Selected,
+    pub client: Client,
+}
+
+/// Chooses the backend, starts it if needed and waits until the target database answers.
+pub fn ensure_up(ctx: &Ctx, choice: BackendChoice, timeout: Duration) -> Result<Ready> {
+    let selected = select(ctx, choice)?;
+    selected.announce(ctx);
+    let client = bring_up(ctx, selected.backend.as_ref(), timeout)?;
+    record_backend(&ctx.cfg, selected.kind())?;
+    Ok(Ready { selected, client })
+}
+
+/// Starts `backend` unless it runs, waits for an authenticated connection, and proves that
+/// the server answering is the backend's own.
+pub fn bring_up(ctx: &Ctx, backend: &dyn Backend, timeout: Duration) -> Result<Client> {
+    let started_at = Instant::now();
+    let deadline = started_at + timeout;
+    let started = backend.start(ctx, deadline)?;
+    let mut client = wait_ready(ctx, backend, deadline)?;
+    backend.check_identity(ctx, &mut client)?;
+    let how = if started {
+        "started"
+    } else {
+        "already running"
+    };
+    ui::info(format!(
+        "ready: PostgreSQL {} ({how}, {:.2}s)",
+        client.server_version(),
+        started_at.elapsed().as_secs_f64()
+    ));
+    Ok(client)
+}
+
+/// On the local backend, tests get a cluster of their own, tuned for speed, on a port of its
+/// own; elsewhere (docker, a CI service) they use the same server, in databases of their own.
+/// Returns the context for the test cluster, or `None` when tests use `ctx`'s server.
+pub fn test_server(ctx: &Ctx, choice: BackendChoice, timeout: Duration) -> Result<Option<Ctx>> {
+    let selected = select(ctx, choice)?;
+    if selected.kind() != BackendKind::Local {
+        selected.announce(ctx);
+        bring_up(ctx, selected.backend.as_ref(), timeout)?;
+        record_backend(&ctx.cfg, selected.kind())?;
+        return Ok(None);
+    }
+    let cluster = Local::for_tests(ctx)?;
+    let port = cluster.test_port(ctx)?;
+    let test_ctx = Ctx {
+        sh: xshell::Shell::new().context("cannot set up the shell")?,
+        cfg: ctx.cfg.with_port(port),
+    };
+    test_ctx.sh.change_dir(&ctx.cfg.root);
+    ui::info(format!(
+        "backend: local ({}); tests use a separate cluster tuned for speed, in {}",
+        selected.reason,
+        cluster.describe_dir()
+    ));
+    ui::info(format!("server:  {}", test_ctx.cfg.redacted_url()));
+    bring_up(&test_ctx, &cluster, timeout)?;
+    Ok(Some(test_ctx))
+}
+
+/// Refuses a destructive step on a server that is not on this machine, unless `--force` says
+/// so. Decided before connecting, so that a mistyped URL cannot destroy anything.
+pub fn guard_remote(ctx: &Ctx, force: bool, action: &str) -> Result<()> {
+    if !ctx.cfg.host_is_local() && !force {
+        bail!(
+            "refusing to {action} database {:?} on the non-local host {:?}: this changes or deletes its data; pass --force if you mean it",
+            ctx.cfg.database,
+            ctx.cfg.host()
+        );
+    }
+    Ok(())
+}
