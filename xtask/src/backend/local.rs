@@ -311,14 +311,20 @@ impl Local {
             let _ = fs::remove_dir_all(&staging);
             return Err(error);
         }
-        match &self.place {
+        let home = match &self.place {
             Place::Fixed(dir) => {
                 fs::rename(&staging, dir)
                     .with_context(|| format!("cannot move the new cluster to {}", dir.display()))?;
-                Ok(dir.clone())
+                dir.clone()
             }
-            Place::Private { .. } => Ok(staging),
-        }
+            Place::Private { .. } => staging,
+        };
+        ui::info(format!(
+            "initialised a {} in {}",
+            self.label,
+            home.display()
+        ));
+        Ok(home)
     }
 
     fn initdb(&self, ctx: &Ctx, home: &Path) -> Result<()> {
@@ -352,11 +358,6 @@ impl Local {
         if !init.status.success() {
             bail!("initdb failed: {}", super::stderr_line(&init));
         }
-        ui::info(format!(
-            "initialised a {} in {}",
-            self.label,
-            data.display()
-        ));
         Ok(())
     }
 
