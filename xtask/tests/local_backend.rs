@@ -148,14 +148,8 @@ fn a_stale_pid_file_is_recovered() {
     let Some(project) = Project::local() else {
         return;
     };
-    project.xtask(&["db-up"]).assert_success();
-    let pid_file = project.state_dir().join("local/pgdata/postmaster.pid");
-    let saved = fs::read_to_string(&pid_file).unwrap();
-    project.xtask(&["db-down"]).assert_success();
     // As after a crash whose PID was since reused by an unrelated process: this test.
-    let mut lines: Vec<String> = saved.lines().map(str::to_owned).collect();
-    lines[0] = std::process::id().to_string();
-    fs::write(&pid_file, lines.join("\n") + "\n").unwrap();
+    project.crash_leaving_pid(std::process::id());
     let up = project.xtask(&["db-up"]);
     up.assert_success();
     assert!(up.stderr.contains("stale postmaster.pid"), "{}", up.stderr);

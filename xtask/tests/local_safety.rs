@@ -88,16 +88,9 @@ fn a_stale_pid_naming_an_unrelated_process_is_never_signalled() {
     let Some(project) = Project::local() else {
         return;
     };
-    project.xtask(&["db-up"]).assert_success();
-    let pid_file = project.state_dir().join("local/pgdata/postmaster.pid");
-    let saved = fs::read_to_string(&pid_file).unwrap();
-    project.xtask(&["db-down"]).assert_success();
-
     // As after a crash and a reboot: the PID now belongs to another program of the same user.
     let mut bystander = support::unrelated_process_of_the_server_user();
-    let mut lines: Vec<String> = saved.lines().map(str::to_owned).collect();
-    lines[0] = bystander.id().to_string();
-    fs::write(&pid_file, lines.join("\n") + "\n").unwrap();
+    let pid_file = project.crash_leaving_pid(bystander.id());
 
     let down = project.xtask(&["db-down"]);
     let alive = bystander.try_wait().unwrap().is_none();

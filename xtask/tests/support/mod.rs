@@ -117,6 +117,19 @@ impl Project {
         Run::from(self.command(args).output().expect("xtask runs"))
     }
 
+    /// Starts and stops the local cluster, then leaves a `postmaster.pid` naming `pid`, as a
+    /// crash does once the PID has been reused; returns the file's path.
+    pub fn crash_leaving_pid(&self, pid: u32) -> PathBuf {
+        self.xtask(&["db-up"]).assert_success();
+        let pid_file = self.state_dir().join("local/pgdata/postmaster.pid");
+        let saved = std::fs::read_to_string(&pid_file).unwrap();
+        self.xtask(&["db-down"]).assert_success();
+        let mut lines: Vec<String> = saved.lines().map(str::to_owned).collect();
+        lines[0] = pid.to_string();
+        std::fs::write(&pid_file, lines.join("\n") + "\n").unwrap();
+        pid_file
+    }
+
     pub fn psql(&self, sql: &str) -> Run {
         self.xtask(&[
             "db-psql",
