@@ -8,9 +8,13 @@
 //!   advisory lock so parallel threads and processes (nextest) agree on one builder. It is marked
 //!   `IS_TEMPLATE` only after every migration succeeded, so a run that crashed half way is
 //!   detected and rebuilt.
-//! * Every test database `{base}_test_{pid}_{counter}_{random}` is a `CREATE DATABASE … TEMPLATE`
+//! * Every test database `{base}_test_{pid}_{counter}_{owner}` is a `CREATE DATABASE … TEMPLATE`
 //!   copy, dropped again when the [`TestDb`] is dropped. With `DB_TEST_KEEP=1` the database of a
 //!   failing test is kept for inspection.
+//! * Several test runs may share one server (two clones of the repository, or one clone twice).
+//!   Each process holds advisory locks naming what it uses (the `lease` module): `{owner}` is its
+//!   token, and cleanup (the `cleanup` module) and template replacement spare what a live process
+//!   holds, so one run's `testdb cleanup` or rebuild never breaks another run.
 //! * `CREATE DATABASE` costs more the more relations the template holds, so [`prepare`] clones a
 //!   pool of `DB_TEST_POOL_SIZE` databases (default 4; `0` clones on demand only) ahead of time,
 //!   [`TestDb::new`] claims a ready one and only connects, and dropping a [`TestDb`] clones its
@@ -20,17 +24,17 @@
 //!   `#[tokio::test]` has its own short-lived runtime and a connection pool must not outlive the
 //!   runtime it was created on.
 
+mod cleanup;
+mod lease;
 mod pool;
 
 use std::collections::BTreeMap;
-use std::collections::hash_map::RandomState;
 use std::future::Future;
-use std::hash::BuildHasher;
 use std::marker::PhantomData;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, mpsc};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 use std::{fmt, io};
 
 use migration::MigratorTrait;
@@ -43,6 +47,7 @@ use tokio::runtime::Runtime;
 use tokio::sync::OnceCell;
 use url::Url;
 
+use lease::{Lease, OWNER_DIGITS};
 use pool::{Bookkeeping, bookkeeping_database_name};
 
 /// Fingerprint of the migration sources and the `sea-orm-migration` version, computed by `build.rs`.
@@ -56,7 +61,8 @@ const MAX_POOL_SIZE: usize = 64;
 const KEPT_DATABASE_COMMENT: &str = "kept by db::testing after a failed test";
 const RUN_SUITE_HINT: &str = "run `cargo xtask db-test`";
 
-/// Leaves room for `_test_{pid}_{counter}_{random}` inside PostgreSQL's 63-byte identifier limit.
+/// Leaves room for `_test_{pid}_{counter}_{owner}` inside PostgreSQL's 63-byte identifier limit:
+/// 6 + 7 (the largest pid on Linux) + 1 + up to 16 + 1 + 8 bytes.
 const MAX_BASE_NAME_BYTES: usize = 24;
 const MAX_IDENTIFIER_BYTES: usize = 63;
 const TCP_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -388,8 +394,9 @@ impl<M: MigratorTrait + 'static> TestTemplate<M> {
     }
 
     /// Names the databases `{base_name}_…` instead of after the `DATABASE_URL` database. Templates
-    /// of one base replace each other (the newest fingerprint wins), so give every migrator that
-    /// must coexist with the application's a base of its own.
+    /// of one base replace each other (the newest fingerprint wins, once no other live process
+    /// clones from the older), so give every migrator that must coexist with the application's a
+    /// base of its own.
     pub fn with_base_name(mut self, base_name: &str) -> Self {
         self.base_name = Some(sanitize_base_name(base_name));
         self
@@ -401,14 +408,18 @@ impl<M: MigratorTrait + 'static> TestTemplate<M> {
         self
     }
 
-    /// Builds the template if it is missing or stale, drops pooled clones of outdated templates,
-    /// tops the pool up, and returns the template's name.
+    /// Builds the template if it is missing or stale, drops the outdated templates of its base
+    /// that no other test run uses (with their pooled clones), tops the pool up, and returns the
+    /// template's name.
     pub async fn prepare(&self) -> Result<String, TestDbError> {
         let template = self.clone();
         on_admin_runtime(async move {
             let admin = admin().await?;
             let plan = template.plan(&admin)?;
             let slot = ensure_prepared::<M>(&admin, &plan).await?;
+            admin
+                .drop_templates(&plan.base, Some(&plan.template))
+                .await?;
             if let Some(slot) = slot {
                 slot.fill(&admin).await?;
             }
@@ -443,49 +454,6 @@ impl<M: MigratorTrait + 'static> TestTemplate<M> {
                 .await?
                 .ready_count(&plan.template)
                 .await
-        })
-        .await
-    }
-
-    /// Drops every test database of this base that no session is connected to, pooled clones
-    /// included, except those kept with `DB_TEST_KEEP=1`, and forgets pool entries whose database
-    /// is gone. Returns how many databases it dropped.
-    ///
-    /// Run it when no test run is starting against the same server: a database another process
-    /// has just created or claimed but not yet connected to looks stale too.
-    pub async fn drop_stale_test_databases(&self) -> Result<usize, TestDbError> {
-        self.drop_idle(KeptDatabases::Spare).await
-    }
-
-    /// Like [`TestTemplate::drop_stale_test_databases`], and also drops the kept databases.
-    pub async fn drop_kept_test_databases(&self) -> Result<usize, TestDbError> {
-        self.drop_idle(KeptDatabases::Drop).await
-    }
-
-    /// Drops every database of this base that no session uses: test databases (kept ones too),
-    /// templates and the pool's bookkeeping database. Returns how many it dropped.
-    pub async fn drop_all_databases(&self) -> Result<usize, TestDbError> {
-        let template = self.clone();
-        on_admin_runtime(async move {
-            let admin = admin().await?;
-            let plan = template.plan(&admin)?;
-            let mut dropped = admin
-                .drop_idle_test_databases(&plan.base, KeptDatabases::Drop)
-                .await?;
-            dropped += Bookkeeping::drop_database(&admin, &plan.base).await?;
-            dropped += admin.drop_templates(&plan.base, None).await?;
-            forget_prepared_templates(&template_prefix(&plan.base));
-            Ok(dropped)
-        })
-        .await
-    }
-
-    async fn drop_idle(&self, kept: KeptDatabases) -> Result<usize, TestDbError> {
-        let template = self.clone();
-        on_admin_runtime(async move {
-            let admin = admin().await?;
-            let plan = template.plan(&admin)?;
-            admin.drop_idle_test_databases(&plan.base, kept).await
         })
         .await
     }
@@ -537,12 +505,10 @@ pub async fn prepare() -> Result<String, TestDbError> {
     TestTemplate::application().prepare().await
 }
 
-/// Drops every test database of this `DATABASE_URL` that no session is connected to (left behind
-/// by crashed or killed runs, and the pool's ready clones), except those kept with
-/// `DB_TEST_KEEP=1`. Returns how many it dropped.
-///
-/// Run it when no test run is starting against the same server: a database another process has
-/// just created but not yet connected to looks stale too.
+/// Drops every test database of this `DATABASE_URL` that no live test holds (left behind by
+/// crashed or killed runs, and the pool's ready clones), except those kept with `DB_TEST_KEEP=1`.
+/// Returns how many it dropped. Safe while other test runs use the same server: what their live
+/// processes hold is spared.
 pub async fn drop_stale_test_databases() -> Result<usize, TestDbError> {
     TestTemplate::application()
         .drop_stale_test_databases()
@@ -607,7 +573,11 @@ struct PoolSlot {
 
 impl PoolSlot {
     async fn claim(&self, admin: &Admin, base: &str) -> Result<Option<Provisioned>, TestDbError> {
-        let Some(name) = self.bookkeeping.claim(&self.template).await? else {
+        let Some(name) = self
+            .bookkeeping
+            .claim(&self.template, admin.lease.owner())
+            .await?
+        else {
             return Ok(None);
         };
         Ok(Some(Provisioned::new(
@@ -729,6 +699,8 @@ async fn ensure_prepared<M: MigratorTrait + 'static>(
         .clone();
     let slot = cell
         .get_or_init(|| async {
+            // Before looking at it: from here on no other run drops it while this process lives.
+            admin.lease.use_template(&plan.template).await?;
             admin
                 .ensure_template::<M>(&plan.base, &plan.template)
                 .await?;
@@ -736,9 +708,6 @@ async fn ensure_prepared<M: MigratorTrait + 'static>(
                 return Ok(None);
             }
             let bookkeeping = Bookkeeping::open(admin, &plan.base).await?;
-            bookkeeping
-                .retire_other_templates(admin, &plan.template)
-                .await?;
             Ok(Some(PoolSlot {
                 bookkeeping,
                 template: plan.template.clone(),
@@ -854,6 +823,7 @@ struct Admin {
     maintenance_url: String,
     server_major_version: u32,
     clone_strategy: CloneStrategy,
+    lease: Lease,
 }
 
 impl Admin {
@@ -870,20 +840,23 @@ impl Admin {
         let mut last_error = None;
         for database in candidates {
             let maintenance_url = server.database_url(&database);
-            match connect_pool(&maintenance_url, ADMIN_POOL_MAX_CONNECTIONS).await {
+            // Side by side, so the lease's session costs a test hardly any time.
+            let (pool, lease) = tokio::join!(
+                connect_pool(&maintenance_url, ADMIN_POOL_MAX_CONNECTIONS),
+                Lease::acquire(&server, &maintenance_url)
+            );
+            match pool {
                 Ok(pool) => {
-                    let mut admin = Admin {
+                    let (server_major_version, fsync_enabled) =
+                        query_server_settings(&pool, &server).await?;
+                    return Ok(Admin {
                         server,
                         pool,
                         maintenance_url,
-                        server_major_version: 0,
-                        clone_strategy: CloneStrategy::WalLog,
-                    };
-                    let (server_major_version, fsync_enabled) =
-                        admin.query_server_settings().await?;
-                    admin.server_major_version = server_major_version;
-                    admin.clone_strategy = CloneStrategy::for_server(fsync_enabled);
-                    return Ok(admin);
+                        server_major_version,
+                        clone_strategy: CloneStrategy::for_server(fsync_enabled),
+                        lease: lease?,
+                    });
                 }
                 Err(error) if sqlstate(&error).as_deref() == Some(INVALID_CATALOG_NAME) => {
                     last_error = Some(error)
@@ -909,44 +882,16 @@ impl Admin {
         Err(unreachable(&server, &error))
     }
 
-    async fn query_server_settings(&self) -> Result<(u32, bool), TestDbError> {
-        let row = self
-            .pool
-            .query_one_raw(Statement::from_string(
-                DbBackend::Postgres,
-                "SELECT current_setting('server_version_num')::int4 / 10000 AS major, \
-                        current_setting('fsync')::bool AS fsync",
-            ))
-            .await
-            .map_err(|error| {
-                self.failed(
-                    "reading the server settings",
-                    &error,
-                    "check DATABASE_URL points at PostgreSQL",
-                )
-            })?
-            .expect("SELECT returns one row");
-        let read = |error: DbErr| {
-            self.failed(
-                "reading the server settings",
-                &error,
-                "check DATABASE_URL points at PostgreSQL",
-            )
-        };
-        let major: i32 = row.try_get("", "major").map_err(read)?;
-        let fsync: bool = row.try_get("", "fsync").map_err(read)?;
-        Ok((major.max(0) as u32, fsync))
-    }
-
     fn next_test_database_name(&self, base: &str) -> String {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let counter = COUNTER.fetch_add(1, Ordering::Relaxed);
-        // Tells apart equal pid/counter pairs from runs on other machines sharing one server.
-        let random = RandomState::new().hash_one((counter, SystemTime::now())) & 0xff_ffff;
+        // The owner token also tells apart equal pid/counter pairs from other machines.
         let name = format!(
-            "{}{}_{counter}_{random:06x}",
+            "{}{}_{counter}_{:0width$x}",
             test_database_prefix(base),
-            std::process::id()
+            std::process::id(),
+            self.lease.owner(),
+            width = OWNER_DIGITS
         );
         debug_assert!(
             name.len() <= MAX_IDENTIFIER_BYTES,
@@ -1084,33 +1029,6 @@ impl Admin {
         closed.map_err(|error| self.failed(&action, &error, remedy))
     }
 
-    /// Drops the templates of `base` except `keep`; returns how many it dropped. An error on one
-    /// template is reported and the others are still dropped.
-    async fn drop_templates(&self, base: &str, keep: Option<&str>) -> Result<usize, TestDbError> {
-        let templates = self.names_with_prefix(&template_prefix(base)).await?;
-        let mut dropped = 0;
-        for other in templates
-            .into_iter()
-            .filter(|name| Some(name.as_str()) != keep)
-        {
-            let unmarked = self
-                .execute(
-                    &format!(
-                        "ALTER DATABASE {} WITH IS_TEMPLATE false",
-                        quote_identifier(&other)
-                    ),
-                    &format!("unmarking outdated template database {other}"),
-                    "drop it by hand once no test run uses it",
-                )
-                .await;
-            match unmarked.and(self.drop_database_force(&other).await) {
-                Ok(()) => dropped += 1,
-                Err(error) => eprintln!("{error}"),
-            }
-        }
-        Ok(dropped)
-    }
-
     async fn names_with_prefix(&self, prefix: &str) -> Result<Vec<String>, TestDbError> {
         let rows = self
             .pool
@@ -1205,71 +1123,6 @@ impl Admin {
         .await
     }
 
-    /// Also forgets the pool entries whose database is gone, so a crashed run leaves nothing behind.
-    async fn drop_idle_test_databases(
-        &self,
-        base: &str,
-        kept: KeptDatabases,
-    ) -> Result<usize, TestDbError> {
-        let rows = self
-            .pool
-            .query_all_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "SELECT d.datname FROM pg_database d \
-                 WHERE starts_with(d.datname, $1) \
-                   AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datid = d.oid) \
-                   AND ($2 OR shobj_description(d.oid, 'pg_database') IS DISTINCT FROM $3) \
-                 ORDER BY d.datname",
-                [
-                    Value::from(test_database_prefix(base)),
-                    Value::from(kept == KeptDatabases::Drop),
-                    Value::from(KEPT_DATABASE_COMMENT),
-                ],
-            ))
-            .await
-            .map_err(|error| {
-                self.failed(
-                    "listing stale test databases",
-                    &error,
-                    "check the server is healthy",
-                )
-            })?;
-
-        let mut dropped = 0;
-        for row in rows {
-            let name: String = row.try_get("", "datname").map_err(|error| {
-                self.failed(
-                    "listing stale test databases",
-                    &error,
-                    "check the server is healthy",
-                )
-            })?;
-            // Without FORCE: a database that gained a session since the listing is in use after all.
-            let statement = format!("DROP DATABASE IF EXISTS {}", quote_identifier(&name));
-            match self.pool.execute_unprepared(&statement).await {
-                Ok(_) => dropped += 1,
-                Err(error) if sqlstate(&error).as_deref() == Some(OBJECT_IN_USE) => {}
-                Err(error) => {
-                    return Err(self.failed(
-                        &format!("dropping stale test database {name}"),
-                        &error,
-                        "drop it by hand",
-                    ));
-                }
-            }
-        }
-        if self
-            .database_exists(&bookkeeping_database_name(base))
-            .await?
-        {
-            Bookkeeping::open(self, base)
-                .await?
-                .forget_missing()
-                .await?;
-        }
-        Ok(dropped)
-    }
-
     async fn execute(
         &self,
         sql: &str,
@@ -1290,6 +1143,30 @@ impl Admin {
             remedy,
         }
     }
+}
+
+async fn query_server_settings(
+    pool: &DatabaseConnection,
+    server: &Server,
+) -> Result<(u32, bool), TestDbError> {
+    let read = |error: DbErr| TestDbError::Failed {
+        action: "reading the server settings".to_owned(),
+        cause: server.scrub(&describe_db_error(&error)),
+        remedy: "check DATABASE_URL points at PostgreSQL",
+    };
+    // Both settings are readable by every role; no superuser or pg_read_all_settings needed.
+    let row = pool
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT current_setting('server_version_num')::int4 / 10000 AS major, \
+                    current_setting('fsync')::bool AS fsync",
+        ))
+        .await
+        .map_err(read)?
+        .expect("SELECT returns one row");
+    let major: i32 = row.try_get("", "major").map_err(read)?;
+    let fsync: bool = row.try_get("", "fsync").map_err(read)?;
+    Ok((major.max(0) as u32, fsync))
 }
 
 const INVALID_CATALOG_NAME: &str = "3D000";

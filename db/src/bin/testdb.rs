@@ -2,13 +2,16 @@
 //!
 //! ```text
 //! testdb prepare                   build or validate the template, clone the pool; prints its name
-//! testdb cleanup [--include-kept]  drop test databases no session uses; prints how many
+//! testdb cleanup [--include-kept]  drop test databases no live test holds; prints how many
 //! testdb measure [RUNS]            time on-demand clone+connect with each CREATE DATABASE strategy
 //! ```
 //!
 //! The server comes from `DATABASE_URL`; `DB_TEST_POOL_SIZE` (default 4, `0` for none) sets how
-//! many ready clones `prepare` keeps for the tests to claim. `cleanup` also drops the pool's idle
-//! clones, so run it after the suite. Errors are one line on stderr and exit with status 1.
+//! many ready clones `prepare` keeps for the tests to claim. `cleanup` also drops the pool's ready
+//! clones, so run it after the suite. Both are safe while other test runs use the same server
+//! (another clone, or this one twice): what their live processes hold is spared, and `prepare`
+//! leaves a template of other migrations alone while a run still clones from it. Errors are one
+//! line on stderr and exit with status 1.
 
 use std::process::ExitCode;
 use std::time::Duration;

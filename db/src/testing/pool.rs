@@ -8,8 +8,10 @@
 //! Every row is one clone `{base}_test_…` and moves `creating` → `ready` → `claimed`; the test that
 //! claimed it deletes the row when it drops the database. The row is inserted before the clone is
 //! created, so a crash leaves at worst rows whose database is idle or missing: cleanup drops idle
-//! test databases and then forgets the rows without a database. Clones are only claimed for the
-//! template they were made from, and preparing a new template drops the ready clones of the others.
+//! test databases and then forgets the rows without a database. Rows record the owner token (see
+//! the `lease` module) of the process creating or holding the clone, so that the cleanup of another
+//! test run spares them while that process lives. Clones are only claimed for the template they
+//! were made from, and dropping an outdated template drops its ready clones.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -19,6 +21,7 @@ use sea_orm::{
 };
 use tokio::sync::OnceCell;
 
+use super::lease::owner_is_live_sql;
 use super::{
     Admin, FNV_OFFSET_BASIS, Server, TestDbError, connect_pool, describe_db_error, fnv1a,
     quote_identifier, sqlstate,
@@ -41,10 +44,20 @@ const SCHEMA: &str = "
         created_by_pid bigint NOT NULL,
         created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
         claimed_by_pid bigint,
-        claimed_at timestamptz
+        claimed_at timestamptz,
+        created_by_owner bigint,
+        claimed_by_owner bigint
     );
     CREATE INDEX IF NOT EXISTS pool_databases_by_template_and_state
         ON pool_databases (template, state, created_at);
+    DO $$ BEGIN
+        IF NOT EXISTS (SELECT 1 FROM pg_attribute
+                        WHERE attrelid = 'pool_databases'::regclass
+                          AND attname = 'claimed_by_owner' AND NOT attisdropped) THEN
+            ALTER TABLE pool_databases
+                ADD COLUMN created_by_owner bigint, ADD COLUMN claimed_by_owner bigint;
+        END IF;
+    END $$;
     COMMENT ON TABLE pool_databases IS
         'clones db::testing keeps ready for tests (db/src/testing/pool.rs); `testdb cleanup` removes stale ones';
 ";
@@ -53,7 +66,8 @@ const SCHEMA: &str = "
 /// and concurrent claimers never wait for each other.
 const CLAIM: &str = "
     UPDATE pool_databases
-       SET state = 'claimed', claimed_by_pid = $2, claimed_at = clock_timestamp()
+       SET state = 'claimed', claimed_by_pid = $2, claimed_by_owner = $3,
+           claimed_at = clock_timestamp()
      WHERE state = 'ready'
        AND name = (SELECT name FROM pool_databases
                     WHERE template = $1 AND state = 'ready'
@@ -64,6 +78,26 @@ const CLAIM: &str = "
 
 pub(super) fn bookkeeping_database_name(base: &str) -> String {
     format!("{base}_testpool")
+}
+
+/// What [`Bookkeeping::release_for_drop`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PoolRelease {
+    /// A live process is creating or holds the clone.
+    Held,
+    /// The entry was ready, or its process is gone; it is deleted, so no one can claim the clone.
+    Released,
+    /// The database has no entry: not a pooled clone, or its entry was forgotten.
+    Untracked,
+}
+
+/// True when the row `p` is being created or is held by a live process.
+fn row_is_held_sql() -> String {
+    format!(
+        "((p.state = 'claimed' AND {}) OR (p.state = 'creating' AND {}))",
+        owner_is_live_sql("p.claimed_by_owner"),
+        owner_is_live_sql("p.created_by_owner")
+    )
 }
 
 /// The bookkeeping of one base name's pools, one per template.
@@ -162,13 +196,21 @@ impl Bookkeeping {
     }
 
     /// Claims a ready clone of `template` for this process; `None` when none is ready.
-    pub(super) async fn claim(&self, template: &str) -> Result<Option<String>, TestDbError> {
+    pub(super) async fn claim(
+        &self,
+        template: &str,
+        owner: u32,
+    ) -> Result<Option<String>, TestDbError> {
         let row = self
             .connection
             .query_one_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
                 CLAIM,
-                [Value::from(template), Value::from(process_id())],
+                [
+                    Value::from(template),
+                    Value::from(process_id()),
+                    Value::from(i64::from(owner)),
+                ],
             ))
             .await
             .map_err(|error| self.failed("claiming a ready test database", &error))?;
@@ -235,12 +277,14 @@ impl Bookkeeping {
             transaction
                 .execute_raw(Statement::from_sql_and_values(
                     DbBackend::Postgres,
-                    "INSERT INTO pool_databases (name, template, state, created_by_pid) \
-                     VALUES ($1, $2, 'creating', $3)",
+                    "INSERT INTO pool_databases \
+                     (name, template, state, created_by_pid, created_by_owner) \
+                     VALUES ($1, $2, 'creating', $3, $4)",
                     [
                         Value::from(name.as_str()),
                         Value::from(template),
                         Value::from(process_id()),
+                        Value::from(i64::from(admin.lease.owner())),
                     ],
                 ))
                 .await
@@ -292,31 +336,65 @@ impl Bookkeeping {
             .map_err(|error| self.failed("removing a test database from the pool", &error))
     }
 
-    /// Removes the entries whose database no longer exists (crashed runs, cleanup).
+    /// Deletes the entry of the idle database `name` before cleanup drops it, unless a live
+    /// process is creating or holds it. One statement, so a claim either precedes it (and the
+    /// entry is held) or finds no entry to claim.
+    pub(super) async fn release_for_drop(&self, name: &str) -> Result<PoolRelease, TestDbError> {
+        let failed = |error| self.failed("releasing a pooled clone for cleanup", &error);
+        let row = self
+            .connection
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                format!(
+                    "WITH released AS (DELETE FROM pool_databases p \
+                                       WHERE p.name = $1 AND NOT {} RETURNING 1) \
+                     SELECT (SELECT count(*) FROM released) AS released, \
+                            (SELECT count(*) FROM pool_databases WHERE name = $1) AS entries",
+                    row_is_held_sql()
+                ),
+                [Value::from(name)],
+            ))
+            .await
+            .map_err(failed)?
+            .expect("SELECT returns one row");
+        let released: i64 = row.try_get("", "released").map_err(failed)?;
+        let entries: i64 = row.try_get("", "entries").map_err(failed)?;
+        // The outer SELECT sees the table as before the DELETE, so a released entry still counts.
+        Ok(match (released, entries) {
+            (0, 0) => PoolRelease::Untracked,
+            (0, _) => PoolRelease::Held,
+            _ => PoolRelease::Released,
+        })
+    }
+
+    /// Removes the entries whose database no longer exists (crashed runs, cleanup), except those
+    /// a live process is still creating or holds.
     pub(super) async fn forget_missing(&self) -> Result<u64, TestDbError> {
         self.connection
-            .execute_unprepared(
+            .execute_unprepared(&format!(
                 "DELETE FROM pool_databases p \
-                 WHERE NOT EXISTS (SELECT 1 FROM pg_database d WHERE d.datname = p.name)",
-            )
+                 WHERE NOT EXISTS (SELECT 1 FROM pg_database d WHERE d.datname = p.name) \
+                   AND NOT {}",
+                row_is_held_sql()
+            ))
             .await
             .map(|result| result.rows_affected())
             .map_err(|error| self.failed("forgetting pool entries without a database", &error))
     }
 
-    /// Drops the ready clones of every template but `current`. Claimed ones belong to tests still
-    /// running (an older build, say), which drop them themselves.
-    pub(super) async fn retire_other_templates(
+    /// Drops the ready clones of `template`, which is being dropped. Claimed ones belong to tests
+    /// still running, which drop them themselves.
+    pub(super) async fn retire_template(
         &self,
         admin: &Admin,
-        current: &str,
+        template: &str,
     ) -> Result<(), TestDbError> {
         let rows = self
             .connection
             .query_all_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
-                "DELETE FROM pool_databases WHERE template <> $1 AND state = 'ready' RETURNING name",
-                [Value::from(current)],
+                "DELETE FROM pool_databases WHERE template = $1 AND state = 'ready' RETURNING name",
+                [Value::from(template)],
             ))
             .await
             .map_err(|error| self.failed("retiring clones of outdated templates", &error))?;
