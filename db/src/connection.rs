@@ -4,7 +4,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use sea_orm::sqlx::{Connection as _, PgConnection};
+use dbops_common::redact::{redact_url, scrub_password};
+use dbops_connect::{describe_connect_error, direct_connection, validate_url};
+use sea_orm::sqlx::Connection as _;
 use sea_orm::{ConnAcquireErr, ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr};
 
 const URL_ENV: &str = "DATABASE_URL";
@@ -59,7 +61,7 @@ impl std::error::Error for ConnectError {}
 /// );
 /// ```
 pub fn redact(url: &str) -> String {
-    migration::redact::redact_url(url)
+    redact_url(url)
 }
 
 /// Connects to `DATABASE_URL`; see [`connect_to`].
@@ -75,8 +77,7 @@ pub async fn connect() -> Result<DatabaseConnection, ConnectError> {
 /// waiting at most `DB_ACQUIRE_TIMEOUT_SECS` (default 5) for a free connection and
 /// 5 seconds to connect. SQL statements are not logged.
 pub async fn connect_to(url: &str) -> Result<DatabaseConnection, ConnectError> {
-    migration::runner::validate_url(url)
-        .map_err(|error| ConnectError::InvalidUrl(redacted_message(&error.to_string(), url)))?;
+    validate_url(url).map_err(|error| ConnectError::InvalidUrl(scrub_password(&error, url)))?;
     let max_connections = positive_setting(MAX_CONNECTIONS_ENV, DEFAULT_MAX_CONNECTIONS.into())?;
     let acquire_timeout = positive_setting(ACQUIRE_TIMEOUT_ENV, DEFAULT_ACQUIRE_TIMEOUT_SECS)?;
 
@@ -92,7 +93,7 @@ pub async fn connect_to(url: &str) -> Result<DatabaseConnection, ConnectError> {
     match tokio::time::timeout(bound, Database::connect(options)).await {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(error)) if !is_timeout(&error) => Err(ConnectError::Unreachable(
-            migration::runner::describe_connect_error(url, &error),
+            describe_connect_error(url, &error),
         )),
         // The pool retries until it times out and then no longer says why; one
         // direct attempt does.
@@ -111,26 +112,17 @@ fn is_timeout(error: &DbErr) -> bool {
 }
 
 async fn diagnose(url: &str) -> String {
-    let explanation = match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect(url)).await
-    {
-        Ok(Ok(connection)) => {
+    let explanation = match direct_connection(url, CONNECT_TIMEOUT).await {
+        Ok(connection) => {
             connection.close().await.ok();
             "timed out, though a direct connection works — raise DB_ACQUIRE_TIMEOUT_SECS".to_owned()
         }
-        Ok(Err(error)) => migration::runner::explain_sqlx_error(&error),
-        Err(_) => format!(
-            "timed out after {}s — start it with `cargo xtask db-up`",
-            CONNECT_TIMEOUT.as_secs()
-        ),
+        Err(explanation) => explanation,
     };
-    redacted_message(
+    scrub_password(
         &format!("cannot connect to {}: {explanation}", redact(url)),
         url,
     )
-}
-
-fn redacted_message(message: &str, url: &str) -> String {
-    migration::redact::scrub_password(message, url)
 }
 
 fn positive_setting(variable: &'static str, default: u64) -> Result<u64, ConnectError> {

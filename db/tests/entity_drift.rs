@@ -2,7 +2,7 @@
 //! with it, and an entity that does not is told apart with a diff naming the column.
 
 use db::drift::{ENTITY_MODULES, drift_of_every_entity, entity_drift};
-use db::testing::TestDb;
+use db_testing::TestDb;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 
 /// `projects` as it would be with its `name` column misspelt.

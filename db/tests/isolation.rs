@@ -9,7 +9,7 @@ use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use db::projects::{self, NewProject};
-use db::testing::TestDb;
+use db_testing::TestDb;
 use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
 
 const SHARED_NAME_PREFIX: &str = "shared-name-";

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use db::testing::TestDb;
+use db_testing::TestDb;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 

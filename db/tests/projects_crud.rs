@@ -2,7 +2,7 @@
 
 use db::entities::projects::{ActiveModel, Column, Entity as Projects, Model as Project};
 use db::projects::{self, NewProject, Page, ProjectError, ProjectUpdate};
-use db::testing::TestDb;
+use db_testing::TestDb;
 use sea_orm::prelude::DateTimeWithTimeZone;
 use sea_orm::{
     ActiveModelTrait, ActiveValue, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait,

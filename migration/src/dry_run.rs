@@ -12,14 +12,15 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::{Result, anyhow};
+use dbops_common::text::one_line;
 use sea_orm::{DatabaseConnection, TransactionTrait};
-use sea_orm_migration::{MigrationTrait, SchemaManager};
+use sea_orm_migration::{MigrationTrait, MigratorTrait, SchemaManager};
 use tracing::field::{Field, Visit};
 use tracing::instrument::WithSubscriber;
 use tracing::{Dispatch, Event, Subscriber};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 
-use crate::runner::one_line;
+use crate::states::{EditedRefusal, migration_states, pending, refuse_edited};
 
 const SQLX_QUERY_TARGET: &str = "sqlx::query";
 
@@ -28,6 +29,30 @@ const SQLX_QUERY_TARGET: &str = "sqlx::query";
 pub struct ExecutedMigration {
     pub name: String,
     pub statements: Vec<String>,
+}
+
+/// Prints the SQL the next `limit` pending migrations (all when `None`) would run, from a run in a
+/// transaction that is rolled back. Refuses, as `up` would, while an applied migration was edited.
+/// `db` must log statements (see [`execute_and_roll_back`]); the caller must hold the migration
+/// lock, so that no other run changes the schema under the preview.
+pub(crate) async fn preview_pending<M: MigratorTrait>(
+    db: &DatabaseConnection,
+    limit: Option<u32>,
+) -> Result<()> {
+    let states = migration_states::<M>(db).await?;
+    refuse_edited(&states, EditedRefusal::BuildOn)?;
+    let pending = pending(states, limit);
+    if pending.is_empty() {
+        println!("nothing to apply");
+        return Ok(());
+    }
+    let migrations: Vec<Box<dyn MigrationTrait>> = M::migrations()
+        .into_iter()
+        .filter(|migration| pending.iter().any(|name| name == migration.name()))
+        .collect();
+    let executed = execute_and_roll_back(db, &migrations).await?;
+    print!("{}", DryRunReport(&executed));
+    Ok(())
 }
 
 /// Runs `migrations` in order inside one transaction, rolls it back, and returns what each executed.

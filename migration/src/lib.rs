@@ -1,12 +1,22 @@
-//! SeaORM migrations for the application schema, applied in order by [`Migrator`].
+//! SeaORM migrations for the application schema, applied in order by [`Migrator`]; the runner
+//! that applies and rolls them back with source checksums; and, with the `cli` feature, the
+//! command line (`src/main.rs`).
 pub use sea_orm_migration::prelude::*;
 
 pub mod checksum;
+#[cfg(feature = "cli")]
+pub mod cli;
+#[cfg(feature = "cli")]
+mod connect;
+#[cfg(feature = "cli")]
 mod dry_run;
+mod failure;
+#[cfg(feature = "cli")]
+mod lock;
 #[cfg(test)]
 mod normalize;
-pub mod redact;
 pub mod runner;
+pub mod states;
 
 pub mod m20261124_120000_create_projects;
 

@@ -4,5 +4,5 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    migration::runner::run_cli::<migration::Migrator>().await
+    migration::cli::run_cli::<migration::Migrator>().await
 }

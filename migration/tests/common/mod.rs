@@ -101,11 +101,11 @@ pub async fn connect(url: &str) -> DatabaseConnection {
         Ok(Ok(db)) => db,
         Ok(Err(error)) => panic!(
             "cannot reach the test server at {} ({error}): run `cargo xtask db-test`",
-            migration::redact::redact_url(url)
+            dbops_common::redact::redact_url(url)
         ),
         Err(_) => panic!(
             "timed out connecting to {}: run `cargo xtask db-test`",
-            migration::redact::redact_url(url)
+            dbops_common::redact::redact_url(url)
         ),
     }
 }

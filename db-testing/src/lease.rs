@@ -28,20 +28,24 @@ use sea_orm::sqlx::{self, Connection as _, PgConnection};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, Value};
 use tokio::sync::Mutex;
 
-use super::{CONNECT_TIMEOUT, FNV_OFFSET_BASIS, Server, TestDbError, describe_db_error, fnv1a};
+use dbops_common::fnv::{FNV_OFFSET_BASIS, fnv1a};
 
-/// `pg_advisory_lock(int4, int4)` namespaces; the other locks of `db::testing` take one `int8`
+use crate::errors::{TestDbError, describe_db_error};
+use crate::runtime::CONNECT_TIMEOUT;
+use crate::server::Server;
+
+/// `pg_advisory_lock(int4, int4)` namespaces; the other locks of `db_testing` take one `int8`
 /// key, which PostgreSQL keeps apart from the two-key form.
 const OWNER_NAMESPACE: i32 = i32::from_be_bytes(*b"dbto");
 const TEMPLATE_NAMESPACE: i32 = i32::from_be_bytes(*b"dbtt");
 /// A token is random among 2^32; taking one a live process holds is retried, not fatal.
 const OWNER_ATTEMPTS: usize = 16;
 /// Hex digits of the token at the end of a test database name.
-pub(super) const OWNER_DIGITS: usize = 8;
+pub(crate) const OWNER_DIGITS: usize = 8;
 const REMEDY: &str = "check that the server accepts connections";
 
 /// SQL that is true when the owner token in `column` is held by a live process.
-pub(super) fn owner_is_live_sql(column: &str) -> String {
+pub(crate) fn owner_is_live_sql(column: &str) -> String {
     format!(
         "EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.objsubid = 2 \
          AND l.granted AND l.classid::int8 = {} AND l.objid::int8 = {column})",
@@ -50,7 +54,7 @@ pub(super) fn owner_is_live_sql(column: &str) -> String {
 }
 
 /// The owner token at the end of a test database name, if it has one; older names do not.
-pub(super) fn owner_in_name(name: &str) -> Option<u32> {
+pub(crate) fn owner_in_name(name: &str) -> Option<u32> {
     let (_, token) = name.rsplit_once('_')?;
     if token.len() != OWNER_DIGITS {
         return None;
@@ -59,7 +63,7 @@ pub(super) fn owner_in_name(name: &str) -> Option<u32> {
 }
 
 /// The owner tokens held by live processes right now.
-pub(super) async fn live_owners(
+pub(crate) async fn live_owners(
     pool: &DatabaseConnection,
     server: &Server,
 ) -> Result<BTreeSet<u32>, TestDbError> {
@@ -87,7 +91,7 @@ pub(super) async fn live_owners(
 }
 
 /// This process's locks; dropping it (at exit) ends the session and so releases them.
-pub(super) struct Lease {
+pub(crate) struct Lease {
     owner: u32,
     session: Mutex<Session>,
     server: Server,
@@ -101,7 +105,7 @@ struct Session {
 
 impl Lease {
     /// Connects to `url` and locks a token no live process holds.
-    pub(super) async fn acquire(server: &Server, url: &str) -> Result<Lease, TestDbError> {
+    pub(crate) async fn acquire(server: &Server, url: &str) -> Result<Lease, TestDbError> {
         let mut connection = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect(url))
             .await
             .map_err(|_| {
@@ -138,13 +142,13 @@ impl Lease {
         ))
     }
 
-    pub(super) fn owner(&self) -> u32 {
+    pub(crate) fn owner(&self) -> u32 {
         self.owner
     }
 
     /// Marks `template` as cloned from by this process until it exits; waits while another
     /// process is dropping it, after which the caller finds it missing and builds it again.
-    pub(super) async fn use_template(&self, template: &str) -> Result<(), TestDbError> {
+    pub(crate) async fn use_template(&self, template: &str) -> Result<(), TestDbError> {
         let mut session = self.session.lock().await;
         if session.templates.contains(template) {
             return Ok(());
@@ -164,7 +168,7 @@ impl Lease {
     /// Runs `work` (dropping `template`) only if no other process clones from `template`, and
     /// keeps newcomers out meanwhile; `None` when it is in use. This process's own shared lock
     /// does not count (PostgreSQL never lets a session conflict with itself) and is released.
-    pub(super) async fn while_template_unused<T>(
+    pub(crate) async fn while_template_unused<T>(
         &self,
         template: &str,
         work: impl Future<Output = T>,

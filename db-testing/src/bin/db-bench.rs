@@ -1,7 +1,7 @@
 //! `db-bench`: what a per-test database costs, run by `cargo xtask bench`.
 //!
 //! For synthetic migrators of 1, 50 and 200 migrations (each a table and an index) it builds the
-//! template through `db::testing::TestTemplate`, the code path tests use, and times:
+//! template through `db_testing::TestTemplate`, the code path tests use, and times:
 //!
 //! * `clone`: claim a ready clone from the pool and connect, as `TestDb::new` does; the pool is
 //!   topped up between claims by the drop of the previous database, as in a real run, and only
@@ -15,7 +15,9 @@
 
 use std::{process::ExitCode, time::Instant};
 
-use db::testing::{self, TestTemplate};
+use db_testing::{self as testing, TestTemplate};
+use dbops_common::redact::redact_url;
+use dbops_common::stats::median;
 use migration::{MigrationName, MigrationTrait, MigratorTrait, SchemaManager};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
 use url::Url;
@@ -83,7 +85,7 @@ async fn main() -> ExitCode {
     match run(runs).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("db-bench: {}", db::connection::redact(&message));
+            eprintln!("db-bench: {}", redact_url(&message));
             ExitCode::FAILURE
         }
     }
@@ -163,19 +165,7 @@ async fn bench<const N: usize>(
         drop(test_db);
     }
 
-    let mut peer = Vec::new();
-    for i in 0..peer_runs.max(1) {
-        let name = format!("{BENCH_BASE_NAME}_test_peer_{N}_{i}");
-        let started = Instant::now();
-        exec(admin, &format!("CREATE DATABASE {name}")).await?;
-        let conn = connect(server, &name).await?;
-        Synthetic::<N>::up(&conn, None)
-            .await
-            .map_err(|e| e.to_string())?;
-        peer.push(started.elapsed().as_secs_f64() * 1000.0);
-        conn.close().await.map_err(|e| e.to_string())?;
-        exec(admin, &format!("DROP DATABASE {name}")).await?;
-    }
+    let peer = peer_samples::<N>(admin, server, peer_runs.max(1)).await?;
 
     for (metric, samples) in [
         ("floor", &floor),
@@ -192,11 +182,33 @@ async fn bench<const N: usize>(
     Ok(())
 }
 
+/// Milliseconds of `runs` fresh databases migrated from empty, as `#[sqlx::test]`-style helpers do.
+async fn peer_samples<const N: usize>(
+    admin: &DatabaseConnection,
+    server: &Url,
+    runs: usize,
+) -> Result<Vec<f64>, String> {
+    let mut peer = Vec::new();
+    for i in 0..runs {
+        let name = format!("{BENCH_BASE_NAME}_test_peer_{N}_{i}");
+        let started = Instant::now();
+        exec(admin, &format!("CREATE DATABASE {name}")).await?;
+        let conn = connect(server, &name).await?;
+        Synthetic::<N>::up(&conn, None)
+            .await
+            .map_err(|e| e.to_string())?;
+        peer.push(started.elapsed().as_secs_f64() * 1000.0);
+        conn.close().await.map_err(|e| e.to_string())?;
+        exec(admin, &format!("DROP DATABASE {name}")).await?;
+    }
+    Ok(peer)
+}
+
 async fn connect(server: &Url, database: &str) -> Result<DatabaseConnection, String> {
     let mut url = server.clone();
     url.set_path(&format!("/{database}"));
     let mut options = ConnectOptions::new(url.to_string());
-    // The same small pool a test gets from db::testing.
+    // The same small pool a test gets from db_testing.
     options
         .max_connections(3)
         .min_connections(1)
@@ -224,14 +236,4 @@ async fn scalar(conn: &DatabaseConnection, sql: &str) -> Result<String, String> 
         .ok_or_else(|| format!("{sql}: no row"))?;
     row.try_get_by_index::<String>(0)
         .map_err(|e| format!("{sql}: {e}"))
-}
-
-fn median(samples: &[f64]) -> f64 {
-    let mut sorted = samples.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    match sorted.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => sorted[n / 2],
-        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
-    }
 }

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{Spawned, admin, database_exists, database_row, url_for_database};
-use db::testing::{TestDb, TestTemplate};
+use db_testing::{TestDb, TestTemplate};
 use migration::Migrator;
 use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
 

@@ -6,13 +6,12 @@
 //! creates and drops its own scratch database there. The edited-source test builds a copy of
 //! this crate into the same target directory, so only the copy itself is compiled.
 
+#[path = "../common/mod.rs"]
 mod common;
-
-use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod crate_copy;
 
 use common::{PROJECTS_MIGRATION, ScratchDb, catalog, execute, query_strings, stderr_line};
+use crate_copy::CrateCopy;
 use migration::checksum::source_checksum;
 use migration::runner::{self, EditedMigrations};
 use migration::{MigrationTrait, Migrator, MigratorTrait};
@@ -38,6 +37,18 @@ async fn recorded_checksums(db: &DatabaseConnection) -> Vec<String> {
         ),
     )
     .await
+}
+
+/// What an edit of the projects migration's source looks like from the database's side: the
+/// recorded checksum no longer matches the source.
+async fn pretend_the_projects_migration_was_edited(db: &DatabaseConnection) {
+    execute(
+        db,
+        &format!(
+            "UPDATE seaql_migrations_checksums SET checksum = 'recorded before an edit' WHERE version = '{PROJECTS_MIGRATION}'"
+        ),
+    )
+    .await;
 }
 
 fn all_steps() -> String {
@@ -164,14 +175,7 @@ async fn a_tampered_checksum_is_flagged_refused_and_re_recorded_on_request() {
     let scratch = ScratchDb::create("tampered").await;
     let db = scratch.connect().await;
     scratch.run_ok(&["up"]);
-    // What an edit of the source looks like from the database's side.
-    execute(
-        &db,
-        &format!(
-            "UPDATE seaql_migrations_checksums SET checksum = 'recorded before an edit' WHERE version = '{PROJECTS_MIGRATION}'"
-        ),
-    )
-    .await;
+    pretend_the_projects_migration_was_edited(&db).await;
 
     let status = scratch.run_ok(&["status"]);
     let projects_line = status.lines().next().unwrap_or_default();
@@ -222,15 +226,8 @@ async fn rolling_back_an_edited_migration_is_refused_until_accepted() {
     let scratch = ScratchDb::create("tampered_down").await;
     let db = scratch.connect().await;
     scratch.run_ok(&["up"]);
-    // What an edit of the source looks like from the database's side: `down` now holds code
-    // that is not the code that was applied.
-    execute(
-        &db,
-        &format!(
-            "UPDATE seaql_migrations_checksums SET checksum = 'recorded before an edit' WHERE version = '{PROJECTS_MIGRATION}'"
-        ),
-    )
-    .await;
+    // `down` now holds code that is not the code that was applied.
+    pretend_the_projects_migration_was_edited(&db).await;
     let before = snapshot(&db).await;
 
     let expected_error = format!(
@@ -343,13 +340,7 @@ async fn rolling_back_checks_only_the_migrations_it_rolls_back() {
         applied.last().map(String::as_str),
         Some("m20991231_000000_later")
     );
-    execute(
-        &db,
-        &format!(
-            "UPDATE seaql_migrations_checksums SET checksum = 'recorded before an edit' WHERE version = '{PROJECTS_MIGRATION}'"
-        ),
-    )
-    .await;
+    pretend_the_projects_migration_was_edited(&db).await;
 
     // The later migration's down is not the edited one, so rolling it back is fine.
     assert_eq!(
@@ -455,129 +446,6 @@ async fn a_dry_run_changes_nothing_and_prints_the_sql_of_each_pending_migration(
 
     db.close().await.ok();
     scratch.drop().await;
-}
-
-/// A copy of this crate in a workspace of its own, under a package name of its own so that its
-/// binary does not replace this crate's, built into this build's target directory so that only
-/// the copy itself is compiled.
-struct CrateCopy {
-    root: tempfile::TempDir,
-}
-
-const COPY_PACKAGE: &str = "migration-tamper-copy";
-
-impl CrateCopy {
-    fn new() -> Self {
-        let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let workspace_dir = crate_dir
-            .parent()
-            .expect("the crate lives in the workspace");
-        let root = tempfile::tempdir().expect("a temporary directory");
-        let copy_dir = root.path().join("migration");
-        copy_dir_all(&crate_dir.join("src"), &copy_dir.join("src"));
-        fs::copy(crate_dir.join("build.rs"), copy_dir.join("build.rs")).expect("copy build.rs");
-
-        let manifest = read(&crate_dir.join("Cargo.toml"));
-        assert!(
-            manifest.starts_with("[package]\nname = \"migration\"\n"),
-            "{manifest}"
-        );
-        let manifest = manifest.replacen(
-            "name = \"migration\"",
-            &format!("name = \"{COPY_PACKAGE}\""),
-            1,
-        );
-        fs::write(copy_dir.join("Cargo.toml"), manifest).expect("write the copy's manifest");
-
-        // The workspace's own settings and dependency versions, with only the copy as a member.
-        let workspace_manifest: String = read(&workspace_dir.join("Cargo.toml"))
-            .lines()
-            .filter(|line| {
-                !line.starts_with("default-members")
-                    && !line.starts_with("migration = ")
-                    && !line.starts_with("db = ")
-            })
-            .map(|line| {
-                if line.starts_with("members = ") {
-                    "members = [\"migration\"]\n".to_owned()
-                } else {
-                    format!("{line}\n")
-                }
-            })
-            .collect();
-        fs::write(root.path().join("Cargo.toml"), workspace_manifest)
-            .expect("write the workspace manifest");
-        fs::copy(
-            workspace_dir.join("Cargo.lock"),
-            root.path().join("Cargo.lock"),
-        )
-        .expect("copy Cargo.lock");
-        Self { root }
-    }
-
-    fn edit_projects_migration(&self, edit: impl FnOnce(&str) -> String) {
-        let path = self
-            .root
-            .path()
-            .join(format!("migration/src/{PROJECTS_MIGRATION}.rs"));
-        let edited = edit(&read(&path));
-        fs::write(&path, edited).expect("write the edited migration");
-    }
-
-    /// Builds the copy and returns its binary.
-    fn build(&self) -> PathBuf {
-        let this_binary = Path::new(env!("CARGO_BIN_EXE_migration"));
-        let profile_dir = this_binary
-            .parent()
-            .expect("the binary is in a profile directory");
-        let target_dir = profile_dir
-            .parent()
-            .expect("profiles are in the target directory");
-        let profile = match profile_dir.file_name().and_then(|name| name.to_str()) {
-            Some("debug") | None => "dev".to_owned(),
-            Some(other) => other.to_owned(),
-        };
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let output = Command::new(cargo)
-            .args([
-                "build",
-                "--offline",
-                "--quiet",
-                "--profile",
-                &profile,
-                "--bin",
-                COPY_PACKAGE,
-            ])
-            .arg("--manifest-path")
-            .arg(self.root.path().join("Cargo.toml"))
-            .env("CARGO_TARGET_DIR", target_dir)
-            .output()
-            .expect("cargo runs");
-        assert!(
-            output.status.success(),
-            "building the copy failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        profile_dir.join(format!("{COPY_PACKAGE}{}", std::env::consts::EXE_SUFFIX))
-    }
-}
-
-fn read(path: &Path) -> String {
-    fs::read_to_string(path)
-        .unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()))
-}
-
-fn copy_dir_all(from: &Path, to: &Path) {
-    fs::create_dir_all(to).expect("create the copy's directory");
-    for entry in fs::read_dir(from).expect("list the crate's sources") {
-        let entry = entry.expect("a readable directory entry");
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir_all(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), &target).expect("copy a source file");
-        }
-    }
 }
 
 #[tokio::test]

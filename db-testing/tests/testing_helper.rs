@@ -1,4 +1,4 @@
-//! Checks `db::testing` and the `testdb` binary themselves: fresh migrated clones, the template, kept databases and error messages.
+//! Checks `db_testing` and the `testdb` binary themselves: fresh migrated clones, the template, kept databases and error messages.
 //!
 //! The pool and cleanup, which need a base name of their own per process, are in `testing_pool.rs`.
 
@@ -8,7 +8,7 @@ use std::process::Command;
 
 use common::{admin, count, database_exists, database_row, database_url, run_testdb};
 use db::projects::{self, NewProject};
-use db::testing::{self, TestDb};
+use db_testing::{self as testing, TestDb};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
 
@@ -59,16 +59,7 @@ async fn clone_is_migrated_to_head() {
     assert_eq!(row.try_get::<String>("", "name").unwrap(), test_db.name());
     assert!(row.try_get::<bool>("", "has_projects").unwrap());
 
-    let applied: Vec<String> = db
-        .query_all_raw(Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT version FROM seaql_migrations ORDER BY version",
-        ))
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.try_get("", "version").unwrap())
-        .collect();
+    let applied = common::applied_migrations(db).await;
     let expected: Vec<String> = Migrator::migrations()
         .iter()
         .map(|migration| migration.name().to_owned())

@@ -1,4 +1,4 @@
-//! Fingerprints the migration crate so `db::testing` names its template database after the schema it holds.
+//! Fingerprints the migration crate so `db_testing` names its template database after the schema it holds.
 //!
 //! The fingerprint covers every file under `migration/src`, `migration/Cargo.toml` and the
 //! `sea-orm-migration` version locked in the workspace `Cargo.lock`. Editing any migration, even an
@@ -8,8 +8,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-const FNV_OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+use dbops_common::fnv::{FNV_OFFSET_BASIS, fnv1a};
 
 fn main() {
     let manifest_dir = PathBuf::from(
@@ -17,7 +16,7 @@ fn main() {
     );
     let workspace_dir = manifest_dir
         .parent()
-        .expect("the db crate lives inside the workspace")
+        .expect("the db-testing crate lives inside the workspace")
         .to_path_buf();
     let migration_sources = workspace_dir.join("migration/src");
     let migration_manifest = workspace_dir.join("migration/Cargo.toml");
@@ -90,12 +89,4 @@ fn locked_version(lock_file: &Path, package: &str) -> Option<String> {
         .strip_prefix("version = \"")?
         .strip_suffix('"')?;
     Some(version.to_owned())
-}
-
-fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
-    for byte in bytes {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(FNV_PRIME);
-    }
-    hash
 }

@@ -1,4 +1,4 @@
-//! Checks the pool of ready clones and cleanup of `db::testing`, each test under a base name of its own process, so that two runs at once (two clones, or one clone twice) never meet.
+//! Checks the pool of ready clones and cleanup of `db_testing`, each test under a base name of its own process, so that two runs at once (two clones, or one clone twice) never meet.
 
 mod common;
 
@@ -11,7 +11,7 @@ use common::{
     databases_with_prefix, isolated_base, isolated_template, pool_entries, run_testdb,
     run_testdb_with_pool_size, url_for_database,
 };
-use db::testing::{TestDb, TestTemplate};
+use db_testing::{TestDb, TestTemplate};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, Database, DbBackend, Statement, Value};
 

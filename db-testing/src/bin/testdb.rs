@@ -16,7 +16,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use db::testing::{self, CloneStrategy};
+use db_testing::{self as testing, CloneStrategy};
 
 const USAGE: &str =
     "usage: testdb prepare | testdb cleanup [--include-kept] | testdb measure [RUNS]";

@@ -1,4 +1,4 @@
-//! Support shared by the `db::testing` test binaries: raw catalog queries, child processes with deadlines, and base names no other process uses.
+//! Support shared by the `db_testing` test binaries: raw catalog queries, child processes with deadlines, and base names no other process uses.
 //!
 //! Each test binary compiles this module and uses only part of it, hence the `dead_code` allowance.
 #![allow(dead_code)]
@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use db::testing::TestTemplate;
+use db_testing::TestTemplate;
 use migration::Migrator;
 use sea_orm::sqlx::{self, Connection as _, PgConnection};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement, Value};

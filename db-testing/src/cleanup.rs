@@ -11,13 +11,23 @@
 use migration::MigratorTrait;
 use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
 
-use super::lease::{live_owners, owner_in_name};
-use super::pool::{Bookkeeping, PoolRelease, bookkeeping_database_name};
-use super::{
-    Admin, KEPT_DATABASE_COMMENT, KeptDatabases, OBJECT_IN_USE, TestDbError, TestTemplate, admin,
-    forget_prepared_templates, on_admin_runtime, quote_identifier, sqlstate, template_prefix,
-    test_database_prefix,
-};
+use dbops_connect::sqlstate;
+
+use crate::admin::{Admin, KEPT_DATABASE_COMMENT, admin};
+use crate::errors::{OBJECT_IN_USE, TestDbError};
+use crate::lease::{live_owners, owner_in_name};
+use crate::names::{quote_identifier, template_prefix, test_database_prefix};
+use crate::pool::{Bookkeeping, PoolRelease, bookkeeping_database_name};
+use crate::prepared::forget_prepared_templates;
+use crate::runtime::on_admin_runtime;
+use crate::template::TestTemplate;
+
+/// Whether cleanup drops the databases kept with `DB_TEST_KEEP=1` too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeptDatabases {
+    Spare,
+    Drop,
+}
 
 impl<M: MigratorTrait + 'static> TestTemplate<M> {
     /// Drops every test database of this base that no live test holds, pooled clones included,
@@ -71,40 +81,12 @@ impl<M: MigratorTrait + 'static> TestTemplate<M> {
 impl Admin {
     /// Drops the test databases of `base` that no session uses and no live process holds; also
     /// forgets the pool entries whose database is gone and whose process is gone too.
-    pub(super) async fn drop_idle_test_databases(
+    async fn drop_idle_test_databases(
         &self,
         base: &str,
         kept: KeptDatabases,
     ) -> Result<usize, TestDbError> {
-        let listing = |error| {
-            self.failed(
-                "listing stale test databases",
-                &error,
-                "check the server is healthy",
-            )
-        };
-        let rows = self
-            .pool
-            .query_all_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "SELECT d.datname FROM pg_database d \
-                 WHERE starts_with(d.datname, $1) \
-                   AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datid = d.oid) \
-                   AND ($2 OR shobj_description(d.oid, 'pg_database') IS DISTINCT FROM $3) \
-                 ORDER BY d.datname",
-                [
-                    Value::from(test_database_prefix(base)),
-                    Value::from(kept == KeptDatabases::Drop),
-                    Value::from(KEPT_DATABASE_COMMENT),
-                ],
-            ))
-            .await
-            .map_err(listing)?;
-        let names = rows
-            .iter()
-            .map(|row| row.try_get::<String>("", "datname"))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(listing)?;
+        let names = self.idle_test_databases(base, kept).await?;
         // Only after the listing: a process locks its token before it creates anything, so every
         // owner of a listed database that is still alive shows up here.
         let live = live_owners(&self.pool, &self.server).await?;
@@ -130,21 +112,8 @@ impl Admin {
                     owner_in_name(&name).is_none_or(|owner| !live.contains(&owner))
                 }
             };
-            if !droppable {
-                continue;
-            }
-            // Without FORCE: a database that gained a session since the listing is in use after all.
-            let statement = format!("DROP DATABASE IF EXISTS {}", quote_identifier(&name));
-            match self.pool.execute_unprepared(&statement).await {
-                Ok(_) => dropped += 1,
-                Err(error) if sqlstate(&error).as_deref() == Some(OBJECT_IN_USE) => {}
-                Err(error) => {
-                    return Err(self.failed(
-                        &format!("dropping stale test database {name}"),
-                        &error,
-                        "drop it by hand",
-                    ));
-                }
+            if droppable && self.drop_unless_in_use(&name).await? {
+                dropped += 1;
             }
         }
         if let Some(bookkeeping) = bookkeeping {
@@ -153,54 +122,41 @@ impl Admin {
         Ok(dropped)
     }
 
-    /// Drops the templates of `base` except `keep` that no other live process clones from, and
-    /// their ready clones; returns how many templates it dropped. Templates still in use are left
-    /// for a later run. An error on one template is reported and the others are still dropped.
-    pub(super) async fn drop_templates(
+    /// The test databases of `base` without a session, the kept ones only when they go too.
+    async fn idle_test_databases(
         &self,
         base: &str,
-        keep: Option<&str>,
-    ) -> Result<usize, TestDbError> {
-        let templates = self.names_with_prefix(&template_prefix(base)).await?;
-        let mut dropped = 0;
-        for other in templates
-            .into_iter()
-            .filter(|name| Some(name.as_str()) != keep)
-        {
-            let outcome = self
-                .lease
-                .while_template_unused(&other, self.drop_template(base, &other))
-                .await;
-            match outcome {
-                Ok(None) => continue,
-                Ok(Some(Ok(()))) => dropped += 1,
-                Ok(Some(Err(error))) | Err(error) => eprintln!("{error}"),
-            }
-            // Whoever uses it next in this process finds it missing and builds it again.
-            forget_prepared_templates(&other);
-        }
-        Ok(dropped)
+        kept: KeptDatabases,
+    ) -> Result<Vec<String>, TestDbError> {
+        let statement = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT d.datname FROM pg_database d \
+             WHERE starts_with(d.datname, $1) \
+               AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datid = d.oid) \
+               AND ($2 OR shobj_description(d.oid, 'pg_database') IS DISTINCT FROM $3) \
+             ORDER BY d.datname",
+            [
+                Value::from(test_database_prefix(base)),
+                Value::from(kept == KeptDatabases::Drop),
+                Value::from(KEPT_DATABASE_COMMENT),
+            ],
+        );
+        self.database_names(statement, "listing stale test databases")
+            .await
     }
 
-    async fn drop_template(&self, base: &str, template: &str) -> Result<(), TestDbError> {
-        if self
-            .database_exists(&bookkeeping_database_name(base))
-            .await?
-        {
-            Bookkeeping::open(self, base)
-                .await?
-                .retire_template(self, template)
-                .await?;
+    /// Drops `name` unless it gained a session since it was listed; true when it dropped it.
+    async fn drop_unless_in_use(&self, name: &str) -> Result<bool, TestDbError> {
+        // Without FORCE: a database that gained a session since the listing is in use after all.
+        let statement = format!("DROP DATABASE IF EXISTS {}", quote_identifier(name));
+        match self.pool.execute_unprepared(&statement).await {
+            Ok(_) => Ok(true),
+            Err(error) if sqlstate(&error).as_deref() == Some(OBJECT_IN_USE) => Ok(false),
+            Err(error) => Err(self.failed(
+                &format!("dropping stale test database {name}"),
+                &error,
+                "drop it by hand",
+            )),
         }
-        self.execute(
-            &format!(
-                "ALTER DATABASE {} WITH IS_TEMPLATE false",
-                quote_identifier(template)
-            ),
-            &format!("unmarking outdated template database {template}"),
-            "drop it by hand once no test run uses it",
-        )
-        .await?;
-        self.drop_database_force(template).await
     }
 }

@@ -1,4 +1,4 @@
-//! The pool of ready template clones behind `db::testing`: its bookkeeping table and the claim with `FOR UPDATE SKIP LOCKED`.
+//! The pool of ready template clones behind `db_testing`: its bookkeeping table and the claim with `FOR UPDATE SKIP LOCKED`.
 //!
 //! The table lives in a small database of its own, `{base}_testpool`, rather than in the
 //! maintenance database (which may not exist, and which the `DATABASE_URL` user may not own) or in
@@ -21,11 +21,15 @@ use sea_orm::{
 };
 use tokio::sync::OnceCell;
 
-use super::lease::owner_is_live_sql;
-use super::{
-    Admin, FNV_OFFSET_BASIS, Server, TestDbError, connect_pool, describe_db_error, fnv1a,
-    quote_identifier, sqlstate,
-};
+use dbops_common::fnv::{FNV_OFFSET_BASIS, fnv1a};
+use dbops_connect::sqlstate;
+
+use crate::admin::Admin;
+use crate::errors::{TestDbError, describe_db_error};
+use crate::lease::owner_is_live_sql;
+use crate::names::quote_identifier;
+use crate::runtime::connect_pool;
+use crate::server::Server;
 
 const BOOKKEEPING_MAX_CONNECTIONS: u32 = 2;
 const SCHEMA_LOCK_NAME: &str = "db-testing-pool-schema";
@@ -59,7 +63,7 @@ const SCHEMA: &str = "
         END IF;
     END $$;
     COMMENT ON TABLE pool_databases IS
-        'clones db::testing keeps ready for tests (db/src/testing/pool.rs); `testdb cleanup` removes stale ones';
+        'clones db_testing keeps ready for tests (db-testing/src/pool.rs); `testdb cleanup` removes stale ones';
 ";
 
 /// Locks the oldest ready clone, skipping those other claimers hold, so no clone is claimed twice
@@ -76,13 +80,13 @@ const CLAIM: &str = "
                     FOR UPDATE SKIP LOCKED)
  RETURNING name";
 
-pub(super) fn bookkeeping_database_name(base: &str) -> String {
+pub(crate) fn bookkeeping_database_name(base: &str) -> String {
     format!("{base}_testpool")
 }
 
 /// What [`Bookkeeping::release_for_drop`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum PoolRelease {
+pub(crate) enum PoolRelease {
     /// A live process is creating or holds the clone.
     Held,
     /// The entry was ready, or its process is gone; it is deleted, so no one can claim the clone.
@@ -101,7 +105,7 @@ fn row_is_held_sql() -> String {
 }
 
 /// The bookkeeping of one base name's pools, one per template.
-pub(super) struct Bookkeeping {
+pub(crate) struct Bookkeeping {
     base: String,
     database: String,
     server: Server,
@@ -113,7 +117,7 @@ static OPENED: Mutex<BTreeMap<String, OpenedCell>> = Mutex::new(BTreeMap::new())
 
 impl Bookkeeping {
     /// The bookkeeping of `base`, created on first use; one connection pool per process and base.
-    pub(super) async fn open(admin: &Admin, base: &str) -> Result<Arc<Bookkeeping>, TestDbError> {
+    pub(crate) async fn open(admin: &Admin, base: &str) -> Result<Arc<Bookkeeping>, TestDbError> {
         let cell = OPENED
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -179,7 +183,7 @@ impl Bookkeeping {
 
     /// Drops the bookkeeping database of `base` (closing this process's connections to it first);
     /// returns how many databases it dropped, 0 or 1.
-    pub(super) async fn drop_database(admin: &Admin, base: &str) -> Result<usize, TestDbError> {
+    pub(crate) async fn drop_database(admin: &Admin, base: &str) -> Result<usize, TestDbError> {
         let cell = OPENED
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -196,7 +200,7 @@ impl Bookkeeping {
     }
 
     /// Claims a ready clone of `template` for this process; `None` when none is ready.
-    pub(super) async fn claim(
+    pub(crate) async fn claim(
         &self,
         template: &str,
         owner: u32,
@@ -221,7 +225,7 @@ impl Bookkeeping {
 
     /// Clones `template` until `size` clones are ready or being created; returns how many it
     /// created. Reservations are counted under a lock, so concurrent fills never overshoot.
-    pub(super) async fn fill(
+    pub(crate) async fn fill(
         &self,
         admin: &Admin,
         template: &str,
@@ -324,7 +328,7 @@ impl Bookkeeping {
     }
 
     /// Removes the entry of `name`, whose database is dropped, kept or about to be dropped.
-    pub(super) async fn forget(&self, name: &str) -> Result<(), TestDbError> {
+    pub(crate) async fn forget(&self, name: &str) -> Result<(), TestDbError> {
         self.connection
             .execute_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
@@ -339,7 +343,7 @@ impl Bookkeeping {
     /// Deletes the entry of the idle database `name` before cleanup drops it, unless a live
     /// process is creating or holds it. One statement, so a claim either precedes it (and the
     /// entry is held) or finds no entry to claim.
-    pub(super) async fn release_for_drop(&self, name: &str) -> Result<PoolRelease, TestDbError> {
+    pub(crate) async fn release_for_drop(&self, name: &str) -> Result<PoolRelease, TestDbError> {
         let failed = |error| self.failed("releasing a pooled clone for cleanup", &error);
         let row = self
             .connection
@@ -369,7 +373,7 @@ impl Bookkeeping {
 
     /// Removes the entries whose database no longer exists (crashed runs, cleanup), except those
     /// a live process is still creating or holds.
-    pub(super) async fn forget_missing(&self) -> Result<u64, TestDbError> {
+    pub(crate) async fn forget_missing(&self) -> Result<u64, TestDbError> {
         self.connection
             .execute_unprepared(&format!(
                 "DELETE FROM pool_databases p \
@@ -384,7 +388,7 @@ impl Bookkeeping {
 
     /// Drops the ready clones of `template`, which is being dropped. Claimed ones belong to tests
     /// still running, which drop them themselves.
-    pub(super) async fn retire_template(
+    pub(crate) async fn retire_template(
         &self,
         admin: &Admin,
         template: &str,
@@ -409,7 +413,7 @@ impl Bookkeeping {
         outcome
     }
 
-    pub(super) async fn ready_count(&self, template: &str) -> Result<usize, TestDbError> {
+    pub(crate) async fn ready_count(&self, template: &str) -> Result<usize, TestDbError> {
         let row = self
             .connection
             .query_one_raw(Statement::from_sql_and_values(
