@@ -79,13 +79,16 @@ fn per_test_database(ctx: &Ctx, runs: u32, rows: &mut Vec<Row>) -> Result<()> {
         ctx.sh
             .cmd(db_bench)
             .arg(runs.to_string())
-            .env("DATABASE_URL", ctx.cfg.url.as_str())
+            .env(
+                "DATABASE_URL",
+                crate::tls::url_for_sqlx(ctx.cfg.url.as_str()),
+            )
             .quiet(),
     )
     .output()
     .context("cannot run db-bench")?;
     if !out.status.success() {
-        bail!("db-bench failed: {}", crate::backend::stderr_line(&out));
+        bail!("db-bench failed: {}", crate::process::stderr_line(&out));
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let mut strategy = String::new();
@@ -158,7 +161,7 @@ struct LocalScratch {
 
 impl LocalScratch {
     fn new(ctx: &Ctx) -> Option<LocalScratch> {
-        crate::backend::find_local_binaries(ctx).ok()?;
+        crate::pg_install::choose_server(ctx).ok()?;
         let xtask = workspace_bin(ctx, "xtask").ok()?;
         let state = tempfile::Builder::new()
             .prefix("xtask-bench-")
@@ -208,7 +211,7 @@ fn time(mut cmd: Command) -> Result<f64> {
     if !out.status.success() {
         bail!(
             "a measured command failed: {}",
-            crate::backend::stderr_line(&out)
+            crate::process::stderr_line(&out)
         );
     }
     Ok(elapsed)

@@ -100,7 +100,7 @@ pub fn run_with_url(ctx: &Ctx, dir: &Path, url: &str, args: &[&str]) -> Result<(
         .cmd(migration)
         .args(args)
         // The URL carries the password: pass it in the environment, never in argv.
-        .env("DATABASE_URL", url)
+        .env("DATABASE_URL", crate::tls::url_for_sqlx(url))
         .quiet();
     ui::debug(format!("$ {} (in {})", cmd, dir.display()));
     process::run_passthrough(cmd)

@@ -139,10 +139,14 @@ impl Config {
             .unwrap_or_else(|| DEFAULT_IMAGE.to_owned());
         let ci = lookup.flag("CI");
 
-        let (url, url_source) = match lookup.get("DATABASE_URL") {
+        let (mut url, url_source) = match lookup.get("DATABASE_URL") {
             Some((raw, source)) => (parse_database_url(&raw)?, source),
             None => (url_from_parts(&lookup)?, Source::Default),
         };
+        // Every client xtask runs then reads the same TLS settings from the URL, and a
+        // mistake in them stops every command before it connects.
+        crate::tls::normalize_url(&mut url, root, |key| lookup.value(key))
+            .map_err(anyhow::Error::msg)?;
         let user = percent_decode(url.username());
         let password = url.password().map(percent_decode).unwrap_or_default();
         // The URL carries the name percent-encoded (`Ünï-db` as `%C3%9Cn%C3%AF-db`); the
@@ -306,12 +310,13 @@ pub fn redact_url(url: &Url) -> String {
     if shown.password().is_some() {
         let _ = shown.set_password(Some("***"));
     }
-    // Passwords may also travel as a query parameter.
-    if shown.query_pairs().any(|(k, _)| k == "password") {
+    // Passwords may also travel as a query parameter, as may a client key's passphrase.
+    let secret = |key: &str| matches!(key, "password" | "sslpassword");
+    if shown.query_pairs().any(|(k, _)| secret(&k)) {
         let pairs: Vec<(String, String)> = shown
             .query_pairs()
             .map(|(k, v)| {
-                let v = if k == "password" {
+                let v = if secret(&k) {
                     "***".to_owned()
                 } else {
                     v.into_owned()

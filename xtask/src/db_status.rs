@@ -28,7 +28,7 @@ pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
         }
         Err(error) => {
             println!("reachable: no ({error})");
-            ui::info("start it with `cargo xtask db-up`");
+            ui::info(backend::unreachable_hint(&error, selected.kind()));
             return Ok(if args.check {
                 ExitCode::FAILURE
             } else {

@@ -78,14 +78,17 @@ pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
     }
 }
 
-/// Runs `testdb <command>` (the `db` crate's helper binary) and returns what it prints.
+/// Runs `testdb <command>` (the `db-testing` crate's helper binary) and returns what it prints.
 fn testdb(ctx: &Ctx, command: &str) -> Result<String> {
     let testdb = workspace_bin(ctx, "testdb")?;
     let output = std::process::Command::from(
         ctx.sh
             .cmd(testdb)
             .arg(command)
-            .env("DATABASE_URL", ctx.cfg.url.as_str())
+            .env(
+                "DATABASE_URL",
+                crate::tls::url_for_sqlx(ctx.cfg.url.as_str()),
+            )
             .quiet(),
     )
     .stderr(std::process::Stdio::inherit())
@@ -99,7 +102,7 @@ fn testdb(ctx: &Ctx, command: &str) -> Result<String> {
 
 fn has_nextest(ctx: &Ctx) -> bool {
     let cargo = cargo();
-    crate::backend::output(xshell::cmd!(ctx.sh, "{cargo} nextest --version"))
+    crate::process::output(xshell::cmd!(ctx.sh, "{cargo} nextest --version"))
         .is_ok_and(|o| o.status.success())
 }
 
@@ -109,7 +112,10 @@ fn cargo_status(ctx: &Ctx, args: &[&str]) -> Result<std::process::ExitStatus> {
         .sh
         .cmd(cargo())
         .args(args)
-        .env("DATABASE_URL", ctx.cfg.url.as_str())
+        .env(
+            "DATABASE_URL",
+            crate::tls::url_for_sqlx(ctx.cfg.url.as_str()),
+        )
         .quiet();
     ui::debug(format!("$ {cmd}"));
     std::process::Command::from(cmd)

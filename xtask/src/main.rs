@@ -18,10 +18,12 @@ mod db_status;
 mod db_test;
 mod db_up;
 mod pg;
+mod pg_install;
 mod postmaster;
 mod private_dir;
 mod process;
 mod state_lock;
+mod tls;
 mod ui;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};

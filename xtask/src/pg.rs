@@ -18,7 +18,10 @@ use postgres_protocol::{
 };
 use url::Url;
 
-use crate::config::percent_decode;
+use crate::{
+    config::percent_decode,
+    tls::{self, Attempt, TlsFailure, TlsSettings, Upgrade},
+};
 
 /// Why a connection or a query failed, classified so that callers can tell
 /// "not running yet" from "wrong password" from "no such database".
@@ -32,6 +35,10 @@ pub enum PgError {
     Server { code: String, message: String },
     /// The server said something this client does not understand.
     Protocol(String),
+    /// TLS could not be set up as `sslmode` asks: a certificate, a setting, or the server.
+    Tls(TlsFailure),
+    /// The server's pg_hba.conf has no line for this connection, with or without TLS (`tls`).
+    Refused { tls: bool, message: String },
 }
 
 impl PgError {
@@ -48,6 +55,35 @@ impl PgError {
 
     pub fn is_missing_database(&self) -> bool {
         self.code() == Some("3D000")
+    }
+
+    /// What to do about a failure that waiting will not cure; `None` when waiting may, or when
+    /// the remedy depends on who runs the server (wrong credentials).
+    pub fn remedy(&self) -> Option<String> {
+        match self {
+            PgError::Resolve(_) => Some("check the host in DATABASE_URL".into()),
+            PgError::Tls(failure) => Some(failure.remedy.clone()),
+            PgError::Refused { tls: false, .. } => Some(
+                "if the server accepts only TLS, set sslmode=require (or verify-full with sslrootcert) in DATABASE_URL; otherwise have its pg_hba.conf admit this user and database".into(),
+            ),
+            PgError::Refused { tls: true, .. } => Some(
+                "have the server's pg_hba.conf admit this user and database over TLS, or check them in DATABASE_URL".into(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// A pg_hba.conf refusal, told apart from wrong credentials (both are SQLSTATE 28000) by
+    /// the file the server names, which stays untranslated in every locale.
+    fn refused(self, tls: bool) -> PgError {
+        match self {
+            PgError::Server { code, message }
+                if code == "28000" && message.contains("pg_hba.conf") =>
+            {
+                PgError::Refused { tls, message }
+            }
+            other => other,
+        }
     }
 
     /// The server is there but cannot take connections yet (starting, stopping, recovering).
@@ -81,6 +117,8 @@ impl fmt::Display for PgError {
             PgError::Io(e) => write!(f, "{e}"),
             PgError::Server { code, message } => write!(f, "{message} (SQLSTATE {code})"),
             PgError::Protocol(what) => write!(f, "protocol error: {what}"),
+            PgError::Tls(failure) => write!(f, "{failure}"),
+            PgError::Refused { message, .. } => write!(f, "{message} (SQLSTATE 28000)"),
         }
     }
 }
@@ -89,13 +127,19 @@ impl std::error::Error for PgError {}
 
 impl From<io::Error> for PgError {
     fn from(e: io::Error) -> Self {
-        PgError::Io(e)
+        // rustls reports its errors through io::Error; they are not cured by waiting.
+        match TlsFailure::from_io(&e) {
+            Some(failure) => PgError::Tls(failure),
+            None => PgError::Io(e),
+        }
     }
 }
 
-/// The connection: TCP for servers at an address, a Unix socket for the local cluster's administration.
+/// The connection: TCP for servers at an address, TLS over it when `sslmode` asks, a Unix
+/// socket for the local cluster's administration.
 enum Stream {
     Tcp(TcpStream),
+    Tls(Box<tls::TlsStream>),
     Unix(UnixStream),
 }
 
@@ -103,6 +147,7 @@ impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
             Stream::Unix(s) => s.read(buf),
         }
     }
@@ -112,6 +157,7 @@ impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
             Stream::Unix(s) => s.write(buf),
         }
     }
@@ -119,6 +165,7 @@ impl Write for Stream {
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
             Stream::Unix(s) => s.flush(),
         }
     }
@@ -140,8 +187,56 @@ pub struct Client {
 pub type Row = Vec<Option<String>>;
 
 impl Client {
-    /// Connects and authenticates with the URL's credentials (password, MD5 or SCRAM-SHA-256).
+    /// Connects and authenticates with the URL's credentials (password, MD5 or SCRAM-SHA-256),
+    /// with TLS as the URL's `sslmode` and the other libpq TLS parameters ask.
     pub fn connect(url: &Url, timeout: Duration) -> Result<Client, PgError> {
+        let settings =
+            TlsSettings::from_url(url).map_err(|e| PgError::Tls(TlsFailure::settings(e)))?;
+        let user = percent_decode(url.username());
+        let password = url.password().map(percent_decode).unwrap_or_default();
+        let database = percent_decode(url.path().trim_start_matches('/'));
+        let login = Login {
+            user: &user,
+            password: &password,
+            database: if database.is_empty() {
+                &user
+            } else {
+                &database
+            },
+        };
+        let attempts = settings.mode.attempts();
+        let mut outcome = Err(PgError::Protocol("no connection attempted".into()));
+        for (i, attempt) in attempts.iter().enumerate() {
+            outcome =
+                Client::attempt(url, timeout, &settings, *attempt).and_then(|(stream, tls)| {
+                    Client::start(stream, &login).map_err(|e| e.refused(tls))
+                });
+            // libpq's fallbacks for allow and prefer.
+            let retry = match (&outcome, attempts.get(i + 1)) {
+                // A pg_hba.conf that refuses one kind of connection may admit the other; a
+                // retry of the kind just refused would not (prefer to a server without TLS).
+                (Err(PgError::Refused { tls, .. }), Some(next)) => {
+                    *tls != (*next != Attempt::Plain)
+                }
+                // prefer: a TLS handshake that fails leaves an unencrypted connection to try.
+                (Err(PgError::Tls(_)), Some(Attempt::Plain)) => true,
+                _ => false,
+            };
+            if !retry {
+                break;
+            }
+        }
+        outcome
+    }
+
+    /// Opens a TCP connection to the first address that answers, then asks for TLS if
+    /// `attempt` says so. Returns the stream and whether it is encrypted.
+    fn attempt(
+        url: &Url,
+        timeout: Duration,
+        settings: &TlsSettings,
+        attempt: Attempt,
+    ) -> Result<(Stream, bool), PgError> {
         let host = url.host_str().unwrap_or("localhost");
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let port = url.port().unwrap_or(5432);
@@ -151,27 +246,31 @@ impl Client {
             .collect();
         let mut last = PgError::Resolve(host.to_owned());
         for addr in addrs {
-            match TcpStream::connect_timeout(&addr, timeout) {
-                Ok(stream) => {
-                    stream.set_read_timeout(Some(timeout))?;
-                    stream.set_write_timeout(Some(timeout))?;
-                    stream.set_nodelay(true)?;
-                    let user = percent_decode(url.username());
-                    let password = url.password().map(percent_decode).unwrap_or_default();
-                    let database = percent_decode(url.path().trim_start_matches('/'));
-                    let login = Login {
-                        user: &user,
-                        password: &password,
-                        database: if database.is_empty() {
-                            &user
-                        } else {
-                            &database
-                        },
-                    };
-                    return Client::start(Stream::Tcp(stream), &login);
+            let tcp = match TcpStream::connect_timeout(&addr, timeout) {
+                Ok(tcp) => tcp,
+                Err(e) => {
+                    last = PgError::Io(e);
+                    continue;
                 }
-                Err(e) => last = PgError::Io(e),
-            }
+            };
+            tcp.set_read_timeout(Some(timeout))?;
+            tcp.set_write_timeout(Some(timeout))?;
+            tcp.set_nodelay(true)?;
+            let Attempt::Tls { required } = attempt else {
+                return Ok((Stream::Tcp(tcp), false));
+            };
+            return match tls::start_tls(tcp, settings, host)? {
+                Upgrade::Tls(stream) => Ok((Stream::Tls(stream), true)),
+                Upgrade::Declined(tcp) if !required => Ok((Stream::Tcp(tcp), false)),
+                Upgrade::Declined(_) => Err(PgError::Tls(TlsFailure {
+                    message: "the server does not accept TLS connections (its ssl setting is off)"
+                        .into(),
+                    remedy: format!(
+                        "turn ssl on in the server's configuration, or for a server on a trusted network change sslmode={} in DATABASE_URL to prefer",
+                        settings.mode.name()
+                    ),
+                })),
+            };
         }
         Err(last)
     }
@@ -416,5 +515,22 @@ mod tests {
         let refused = PgError::Io(io::ErrorKind::ConnectionRefused.into());
         assert!(refused.is_transient());
         assert_eq!(refused.to_string(), "connection refused");
+    }
+
+    #[test]
+    fn a_pg_hba_refusal_is_not_a_credentials_failure() {
+        let server = |message: &str| PgError::Server {
+            code: "28000".into(),
+            message: message.into(),
+        };
+        let refused = server(
+            r#"no pg_hba.conf entry for host "127.0.0.1", user "app", database "app", no encryption"#,
+        )
+        .refused(false);
+        assert!(matches!(refused, PgError::Refused { tls: false, .. }));
+        assert!(!refused.is_auth_failure() && !refused.is_transient());
+        assert!(refused.remedy().unwrap().contains("sslmode=require"));
+        let missing_role = server(r#"role "nobody" does not exist"#).refused(false);
+        assert!(missing_role.is_auth_failure());
     }
 }

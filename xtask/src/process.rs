@@ -7,8 +7,9 @@ use std::{
 };
 
 use anyhow::{Context, Result};
+use std::{os::unix::fs::PermissionsExt, path::Path};
 
-use crate::config::redact_log_line;
+use crate::{config::redact_log_line, ui};
 
 /// A child process that failed after printing its own one-line error; xtask adds nothing but the exit code.
 #[derive(Debug)]
@@ -79,4 +80,28 @@ pub fn run_redacted(cmd: xshell::Cmd<'_>) -> Result<()> {
     } else {
         Err(ChildFailed::from_status(status).into())
     }
+}
+
+/// Runs a command and returns its output whatever its exit status; `-v` echoes it.
+pub fn output(cmd: xshell::Cmd<'_>) -> Result<std::process::Output> {
+    let cmd = cmd.ignore_status();
+    let cmd = if ui::is_verbose() { cmd } else { cmd.quiet() };
+    let text = cmd.to_string();
+    cmd.output().with_context(|| format!("cannot run {text}"))
+}
+
+pub fn stderr_line(output: &std::process::Output) -> String {
+    let text = String::from_utf8_lossy(&output.stderr);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
+    crate::config::redact_text(line)
+}
+
+pub fn is_executable(path: &Path) -> bool {
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }

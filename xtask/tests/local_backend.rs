@@ -270,3 +270,58 @@ fn a_stale_schema_file_fails_the_dump_check() {
         stale.stdout
     );
 }
+
+#[test]
+fn the_highest_version_found_is_chosen_and_named() {
+    let Some(project) = Project::local() else {
+        return;
+    };
+    let newest = support::fake_install(project.state_dir(), "99.1");
+    let status = project
+        .with_env("PATH", &support::path_with(&newest))
+        .xtask(&["db-status"]);
+    status.assert_success();
+    assert!(
+        status.stderr.contains(&format!(
+            "binaries: PostgreSQL 99.1 in {} (the highest version found, over ",
+            newest.display()
+        )),
+        "{}",
+        status.stderr
+    );
+
+    let older = support::fake_install(project.state_dir(), "9.6");
+    let chosen = project
+        .with_env("PATH", &support::path_with(&newest))
+        .with_env("PG_BIN", older.to_str().unwrap())
+        .xtask(&["db-status"]);
+    assert!(
+        chosen.stderr.contains(&format!(
+            "binaries: PostgreSQL 9.6 in {} (chosen by PG_BIN)",
+            older.display()
+        )),
+        "{}",
+        chosen.stderr
+    );
+}
+
+#[test]
+fn an_external_dump_uses_a_pg_dump_of_the_servers_major() {
+    let Some(project) = Project::local() else {
+        return;
+    };
+    project.xtask(&["db-up"]).assert_success();
+    // The first pg_dump on PATH is of another major; the dump must not use it.
+    let other = support::fake_install(project.state_dir(), "99.1");
+    let committed =
+        fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../db/schema.sql")).unwrap();
+    let copy = project.state_dir().join("schema.sql");
+    fs::write(&copy, &committed).unwrap();
+    let check = project
+        .with_env("DB_BACKEND", "external")
+        .with_env("PATH", &support::path_with(&other))
+        .with_env("DB_SCHEMA_FILE", copy.to_str().unwrap())
+        .xtask(&["db-dump", "--check"]);
+    check.assert_success();
+    assert!(!check.stderr.contains("fake pg_dump"), "{}", check.stderr);
+}

@@ -10,7 +10,8 @@ use std::{
 use anyhow::{Context, Result, bail};
 use xshell::cmd;
 
-use super::{Backend, BackendKind, Ctx, output, port_is_taken, port_taken_error, stderr_line};
+use super::{Backend, BackendKind, Ctx, port_is_taken, port_taken_error};
+use crate::process::{output, stderr_line};
 use crate::{process, ui};
 
 const SERVICE: &str = "postgres";

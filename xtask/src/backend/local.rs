@@ -11,18 +11,16 @@ use std::{
 use anyhow::{Context, Result, bail};
 use xshell::cmd;
 
-use super::{Backend, BackendKind, Ctx, is_executable, output, port_is_taken, port_taken_error};
+use super::{Backend, BackendKind, Ctx, port_is_taken, port_taken_error};
 use crate::{
     pg::{self, Client},
+    pg_install::{self, Install},
     postmaster::{self, Postmaster},
     private_dir::{self, Owner},
-    process,
+    process::{self, is_executable, output, stderr_line},
     state_lock::{self, StateLock},
     ui,
 };
-
-/// The major version the project targets; other versions work but earn a warning.
-const TARGET_MAJOR: u32 = 16;
 
 /// The bootstrap superuser. It has no password, so it cannot log in over TCP; it is reachable
 /// only through the server's Unix socket, in a directory that only the server's user can enter.
@@ -39,7 +37,9 @@ const SOCKET_PREFIX: &str = "xtask-pg-";
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Local {
-    bin_dir: PathBuf,
+    /// The server binaries, and why these were chosen.
+    install: Install,
+    install_reason: String,
     place: Place,
     /// The developer's cluster keeps PostgreSQL's durable defaults; the test cluster trades them for speed.
     durable: bool,
@@ -68,67 +68,9 @@ struct UnprivilegedUser {
     gid: u32,
 }
 
-/// Finds the server binaries: `PG_BIN`, then `pg_config --bindir`, then `PATH`, then the highest
-/// version in the usual versioned locations (Debian, Homebrew's keg-only formulae, PGDG RPMs).
-pub fn find_bin_dir(ctx: &Ctx) -> Result<PathBuf> {
-    let has_server =
-        |dir: &Path| is_executable(&dir.join("initdb")) && is_executable(&dir.join("pg_ctl"));
-    if let Some(dir) = ctx.cfg.lookup.value("PG_BIN") {
-        let dir = ctx.cfg.root.join(dir);
-        if has_server(&dir) {
-            return Ok(dir);
-        }
-        bail!(
-            "PG_BIN={} holds no initdb and pg_ctl: point it at the PostgreSQL bin directory",
-            dir.display()
-        );
-    }
-    if let Ok(pg_config) = which::which("pg_config")
-        && let Ok(out) = output(cmd!(ctx.sh, "{pg_config} --bindir"))
-    {
-        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        if has_server(&dir) {
-            return Ok(dir);
-        }
-    }
-    if let Ok(pg_ctl) = which::which("pg_ctl")
-        && let Some(dir) = pg_ctl.parent()
-        && has_server(dir)
-    {
-        return Ok(dir.to_owned());
-    }
-    // (directory to list, prefix of the entries holding a version number)
-    const VERSIONED: [(&str, &str); 4] = [
-        ("/usr/lib/postgresql", ""),
-        ("/opt/homebrew/opt", "postgresql@"),
-        ("/usr/local/opt", "postgresql@"),
-        ("/usr", "pgsql-"),
-    ];
-    let mut versioned: Vec<(u32, PathBuf)> = VERSIONED
-        .iter()
-        .flat_map(|(parent, prefix)| {
-            fs::read_dir(parent)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .filter_map(move |entry| {
-                    let name = entry.file_name();
-                    let major = name.to_str()?.strip_prefix(prefix)?.parse().ok()?;
-                    let dir = entry.path().join("bin");
-                    has_server(&dir).then_some((major, dir))
-                })
-        })
-        .collect();
-    versioned.sort();
-    versioned
-        .pop()
-        .map(|(_, dir)| dir)
-        .context("no PostgreSQL server binaries found (looked at PG_BIN, pg_config --bindir, PATH, /usr/lib/postgresql/*/bin and Homebrew's postgresql@*)")
-}
-
 impl Local {
     pub fn new(ctx: &Ctx) -> Result<Local> {
-        let bin_dir = find_bin_dir(ctx).context(
+        let chosen = pg_install::choose_server(ctx).context(
             "the local backend needs the PostgreSQL server binaries: install them (apt install postgresql, brew install postgresql@16) or set PG_BIN",
         )?;
         let run_as = if rustix::process::geteuid().is_root() {
@@ -143,7 +85,8 @@ impl Local {
         }
         let state = &ctx.cfg.state_dir;
         Ok(Local {
-            bin_dir,
+            install: chosen.install,
+            install_reason: chosen.reason,
             place: Place::Fixed(state.join("local")),
             durable: true,
             run_as,
@@ -281,7 +224,9 @@ impl Local {
                     .with_context(|| format!("cannot delete {}", home.display()))?;
             } else {
                 self.check_ours(&home)?;
-                return Ok((home, false));
+                if self.check_cluster_version(&home)? {
+                    return Ok((home, false));
+                }
             }
         }
         Ok((self.build(ctx)?, true))
@@ -356,13 +301,55 @@ impl Local {
                 ]),
         )?;
         if !init.status.success() {
-            bail!("initdb failed: {}", super::stderr_line(&init));
+            bail!("initdb failed: {}", stderr_line(&init));
         }
         Ok(())
     }
 
     fn bin(&self, program: &str) -> PathBuf {
-        self.bin_dir.join(program)
+        self.install.bin.join(program)
+    }
+
+    /// Warns, once per cluster, when the binaries are not the major that the compose file's
+    /// image runs: tests then pass on a version production does not use.
+    fn warn_on_version(&self, ctx: &Ctx) {
+        if let Some(image_major) = pg_install::image_major(&ctx.cfg.image)
+            && image_major != self.install.major
+        {
+            ui::warn(format!(
+                "the local binaries are PostgreSQL {}, but the compose file's image {} runs {image_major}: set PG_BIN to a PostgreSQL {image_major} bin directory to test what it runs",
+                self.install.major, ctx.cfg.image
+            ));
+        }
+    }
+
+    /// Refuses binaries of another major than the cluster's; a test cluster is disposable and
+    /// is made again instead.
+    fn check_cluster_version(&self, home: &Path) -> Result<bool> {
+        let Some(major) = pg_install::cluster_major(&home.join("pgdata")) else {
+            return Ok(true);
+        };
+        if major == self.install.major {
+            return Ok(true);
+        }
+        if matches!(self.place, Place::Private { .. })
+            && postmaster::running(&home.join("pgdata"))?.is_none()
+        {
+            ui::info(format!(
+                "the test cluster was made by PostgreSQL {major}; making it again with {}",
+                self.install.version
+            ));
+            fs::remove_dir_all(home)
+                .with_context(|| format!("cannot delete {}", home.display()))?;
+            return Ok(false);
+        }
+        bail!(
+            "the {} in {} was made by PostgreSQL {major}, but the binaries are {} ({}): set PG_BIN to a PostgreSQL {major} bin directory, or stop it and delete its data with `cargo xtask db-down --volumes`",
+            self.label,
+            home.display(),
+            self.install.version,
+            self.install.bin.display()
+        );
     }
 
     /// A server-side command, run as the unprivileged user when we are root.
@@ -422,24 +409,6 @@ impl Local {
         create_database_as(&mut admin, &cfg.database, &cfg.user)
     }
 
-    fn warn_on_version(&self, ctx: &Ctx) {
-        let pg_ctl = self.bin("pg_ctl");
-        let Ok(out) = output(cmd!(ctx.sh, "{pg_ctl} --version")) else {
-            return;
-        };
-        let text = String::from_utf8_lossy(&out.stdout);
-        let major = text
-            .split_whitespace()
-            .find_map(|word| word.split('.').next()?.parse::<u32>().ok());
-        if let Some(major) = major
-            && major != TARGET_MAJOR
-        {
-            ui::warn(format!(
-                "the local binaries are PostgreSQL {major}; the project targets {TARGET_MAJOR} (set PG_BIN to use another version)"
-            ));
-        }
-    }
-
     fn pg_ctl_start(
         &self,
         ctx: &Ctx,
@@ -484,7 +453,7 @@ impl Local {
             .iter()
             .find(|l| l.contains("FATAL") || l.contains("ERROR"))
             .map(|l| l.trim().to_owned())
-            .unwrap_or_else(|| super::stderr_line(&started));
+            .unwrap_or_else(|| stderr_line(&started));
         bail!(
             "pg_ctl could not start the {}: {last} (log: {})",
             self.label,
@@ -510,9 +479,21 @@ impl Backend for Local {
         BackendKind::Local
     }
 
+    fn describe(&self) -> Option<String> {
+        Some(format!(
+            "binaries: PostgreSQL {} in {} ({})",
+            self.install.version,
+            self.install.bin.display(),
+            self.install_reason
+        ))
+    }
+
     fn start(&self, ctx: &Ctx, deadline: Instant) -> Result<bool> {
         let _lock = self.lock()?;
-        let (home, _fresh) = self.ensure_cluster(ctx)?;
+        let (home, fresh) = self.ensure_cluster(ctx)?;
+        if fresh {
+            self.warn_on_version(ctx);
+        }
         let data = home.join("pgdata");
         if let Some(running) = postmaster::running(&data)? {
             if running.port != ctx.cfg.port {
@@ -530,7 +511,6 @@ impl Backend for Local {
         if port_is_taken(ctx.cfg.port) {
             return Err(port_taken_error(ctx.cfg.port));
         }
-        self.warn_on_version(ctx);
         let socket_dir =
             private_dir::create(Path::new(SOCKET_PARENT), SOCKET_PREFIX, self.owner())?;
         if let Err(error) = self.pg_ctl_start(ctx, &data, &socket_dir, deadline) {
@@ -566,7 +546,7 @@ impl Backend for Local {
                 bail!(
                     "pg_ctl could not stop the {}: {}",
                     self.label,
-                    super::stderr_line(&stopped)
+                    stderr_line(&stopped)
                 );
             }
             if let Some(socket_dir) = &running.socket_dir {
@@ -707,6 +687,8 @@ pub fn client_env<'a>(ctx: &Ctx, cmd: xshell::Cmd<'a>, database: &str) -> xshell
     .env("PGUSER", &cfg.user)
     .env("PGPASSWORD", &cfg.password)
     .env("PGDATABASE", database)
+    // libpq takes the TLS settings from PGSSLMODE and friends, not from the URL xtask holds.
+    .envs(crate::tls::libpq_env(&cfg.url))
 }
 
 fn unprivileged_user(ctx: &Ctx) -> Result<UnprivilegedUser> {
@@ -742,7 +724,12 @@ mod tests {
 
     fn test_cluster(state: &Path, parent: &Path) -> Local {
         Local {
-            bin_dir: PathBuf::new(),
+            install: Install {
+                bin: PathBuf::new(),
+                version: "16.2".into(),
+                major: 16,
+            },
+            install_reason: String::new(),
             place: Place::Private {
                 parent: parent.to_owned(),
                 pointer: state.join("test-cluster"),

@@ -7,7 +7,6 @@ mod local;
 
 use std::{
     fmt, fs,
-    path::Path,
     time::{Duration, Instant},
 };
 
@@ -16,9 +15,13 @@ use xshell::Shell;
 
 pub use docker::Docker;
 pub use external::External;
-pub use local::{Local, find_bin_dir as find_local_binaries};
+pub use local::Local;
 
-use crate::{config::Config, pg::Client, ui};
+use crate::{
+    config::Config,
+    pg::{Client, PgError},
+    ui,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendChoice {
@@ -90,6 +93,11 @@ pub trait Backend {
         interactive: bool,
     ) -> Result<xshell::Cmd<'a>>;
 
+    /// More about the backend for the announcement, such as the binaries it runs.
+    fn describe(&self) -> Option<String> {
+        None
+    }
+
     /// Proves that the server `client` reached is the one this backend runs, before anything
     /// uses it. Only the local backend can tell; the others trust their own container or URL.
     fn check_identity(&self, _ctx: &Ctx, _client: &mut Client) -> Result<()> {
@@ -120,6 +128,9 @@ impl Selected {
     pub fn announce(&self, ctx: &Ctx) {
         ui::info(format!("backend: {} ({})", self.kind(), self.reason));
         ui::info(format!("server:  {}", ctx.cfg.redacted_url()));
+        if let Some(detail) = self.backend.describe() {
+            ui::info(detail);
+        }
     }
 }
 
@@ -232,7 +243,7 @@ impl Probe for MachineProbe<'_> {
     }
 
     fn local(&self) -> Result<(), String> {
-        local::find_bin_dir(self.ctx)
+        crate::pg_install::choose_server(self.ctx)
             .map(|_| ())
             .map_err(|e| format!("{e:#}"))
     }
@@ -312,13 +323,23 @@ pub fn wait_ready(ctx: &Ctx, backend: &dyn Backend, deadline: Instant) -> Result
                 created = true;
                 continue;
             }
+            Err(e @ PgError::Refused { tls, .. }) => {
+                let how = if tls { "over TLS" } else { "without TLS" };
+                bail!(
+                    "PostgreSQL at {} refused a connection {how} ({e}): {}",
+                    ctx.cfg.redacted_url(),
+                    e.remedy().unwrap_or_default()
+                )
+            }
             Err(e) => e,
         };
-        // A name that does not resolve will not resolve by waiting: say so at once.
+        // A name that does not resolve, or a certificate that is not trusted, will not be
+        // cured by waiting: say so at once.
         if !error.is_transient() {
             bail!(
-                "cannot connect to {}: {error}; check the host in DATABASE_URL",
-                ctx.cfg.redacted_url()
+                "cannot connect to {}: {error}; {}",
+                ctx.cfg.redacted_url(),
+                error.remedy().as_deref().unwrap_or("check DATABASE_URL")
             );
         }
         if Instant::now() >= deadline {
@@ -337,6 +358,14 @@ pub fn wait_ready(ctx: &Ctx, backend: &dyn Backend, deadline: Instant) -> Result
     }
 }
 
+/// What to do when `db-status` cannot connect: the error's own remedy, or where to look.
+pub fn unreachable_hint(error: &PgError, kind: BackendKind) -> String {
+    error.remedy().unwrap_or_else(|| match kind {
+        BackendKind::External => "check that the server runs and DATABASE_URL is right".into(),
+        _ => "start it with `cargo xtask db-up`".into(),
+    })
+}
+
 /// True when something other than us already listens on the port.
 pub fn port_is_taken(port: u16) -> bool {
     std::net::TcpListener::bind(("127.0.0.1", port)).is_err()
@@ -346,31 +375,6 @@ pub fn port_taken_error(port: u16) -> anyhow::Error {
     anyhow::anyhow!(
         "port {port} on 127.0.0.1 is already taken by another program: stop it, or choose another port with POSTGRES_PORT (and DATABASE_URL) in .env"
     )
-}
-
-/// Runs a command and returns its output whatever its exit status; `-v` echoes it.
-pub fn output(cmd: xshell::Cmd<'_>) -> Result<std::process::Output> {
-    let cmd = cmd.ignore_status();
-    let cmd = if ui::is_verbose() { cmd } else { cmd.quiet() };
-    let text = cmd.to_string();
-    cmd.output().with_context(|| format!("cannot run {text}"))
-}
-
-pub fn stderr_line(output: &std::process::Output) -> String {
-    let text = String::from_utf8_lossy(&output.stderr);
-    let line = text
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("")
-        .trim();
-    crate::config::redact_text(line)
-}
-
-pub fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    path.metadata()
-        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 #[cfg(test)]

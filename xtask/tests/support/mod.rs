@@ -106,7 +106,6 @@ impl Project {
             "POSTGRES_PASSWORD",
             "POSTGRES_DB",
             "POSTGRES_PORT",
-            "PG_BIN",
         ] {
             cmd.env_remove(key);
         }
@@ -230,7 +229,12 @@ pub fn local_binaries_or_skip() -> bool {
     found
 }
 
+/// Where xtask would find `initdb`: `PG_BIN` when set (the tests honour the same choice as
+/// xtask), else PATH and Debian's versioned directories.
 fn which_initdb() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("PG_BIN") {
+        return Some(PathBuf::from(dir).join("initdb")).filter(|p| p.exists());
+    }
     let candidates = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .unwrap_or_default();
@@ -322,4 +326,30 @@ pub fn poll_until(limit: std::time::Duration, mut done: impl FnMut() -> bool) ->
         std::thread::yield_now();
         std::thread::park_timeout(std::time::Duration::from_millis(5));
     }
+}
+
+/// A directory of stand-in PostgreSQL programs that report `version` and do nothing else, to
+/// see which installation xtask picks.
+pub fn fake_install(parent: &Path, version: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = parent.join(format!("fake-{version}/bin"));
+    std::fs::create_dir_all(&bin).unwrap();
+    for program in ["initdb", "pg_ctl", "postgres", "pg_dump", "psql"] {
+        let path = bin.join(program);
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\nif [ \"$1\" = --version ]; then echo '{program} (PostgreSQL) {version}'; exit 0; fi\necho 'fake {program} {version} was run' >&2; exit 3\n"
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    bin
+}
+
+/// `PATH` with `dir` in front.
+pub fn path_with(dir: &Path) -> String {
+    let rest = std::env::var("PATH").unwrap_or_default();
+    format!("{}:{rest}", dir.display())
 }
