@@ -12,8 +12,9 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 use crate::{
-    backend::{BackendChoice, Ctx, lifecycle::test_server},
+    backend::{BackendChoice, lifecycle::test_server},
     bins::{cargo, workspace_bin},
+    context::Ctx,
     ui,
 };
 
@@ -228,7 +229,7 @@ fn local_backend(scratch: &LocalScratch, rows: &mut Vec<Row>) -> Result<()> {
         running.push(scratch.time_xtask(&["-q", "db-up"])?);
     }
     let cargo = cargo();
-    let root = crate::project_root();
+    let root = crate::paths::project_root();
     let xtask_migrate = |scratch: &LocalScratch| {
         let mut cmd = scratch.command(Path::new(&cargo), &["xtask", "-q", "db-migrate"]);
         cmd.current_dir(&root);
@@ -263,21 +264,11 @@ fn local_backend(scratch: &LocalScratch, rows: &mut Vec<Row>) -> Result<()> {
         rows.push(Row {
             what: what.into(),
             runs: samples.len(),
-            median_ms: median(samples),
+            median_ms: dbops_common::stats::median(samples),
             note: note.into(),
         });
     }
     Ok(())
-}
-
-fn median(samples: &[f64]) -> f64 {
-    let mut sorted = samples.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    match sorted.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => sorted[n / 2],
-        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
-    }
 }
 
 fn render(rows: &[Row]) -> String {

@@ -269,30 +269,7 @@ fn port_setting(lookup: &Lookup, key: &str) -> Result<Option<u16>> {
 }
 
 pub fn parse_database_url(raw: &str) -> Result<Url> {
-    let url = Url::parse(raw).map_err(|e| {
-        anyhow::anyhow!(
-            "DATABASE_URL is malformed ({e}): expected a URL like postgres://app@127.0.0.1:5432/app with the password after the user name"
-        )
-    })?;
-    if !matches!(url.scheme(), "postgres" | "postgresql") {
-        bail!(
-            "DATABASE_URL uses the scheme {:?}, not postgres: expected a URL like postgres://app@127.0.0.1:5432/app with the password after the user name",
-            url.scheme()
-        );
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        bail!(
-            "DATABASE_URL {} names no host: expected a URL like postgres://app@127.0.0.1:5432/app with the password after the user name",
-            redact_url(&url)
-        );
-    }
-    if url.username().is_empty() {
-        bail!(
-            "DATABASE_URL {} names no user: expected a URL like postgres://app@127.0.0.1:5432/app with the password after the user name",
-            redact_url(&url)
-        );
-    }
-    Ok(url)
+    Ok(dbops_common::database_url::parse(raw)?)
 }
 
 pub fn host_is_local(host: &str) -> bool {
@@ -305,119 +282,15 @@ pub fn host_is_local(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// The URL for messages, its password (and any secret query parameter) masked.
 pub fn redact_url(url: &Url) -> String {
-    let mut shown = url.clone();
-    if shown.password().is_some() {
-        let _ = shown.set_password(Some("***"));
-    }
-    // Passwords may also travel as a query parameter, as may a client key's passphrase.
-    let secret = |key: &str| matches!(key, "password" | "sslpassword");
-    if shown.query_pairs().any(|(k, _)| secret(&k)) {
-        let pairs: Vec<(String, String)> = shown
-            .query_pairs()
-            .map(|(k, v)| {
-                let v = if secret(&k) {
-                    "***".to_owned()
-                } else {
-                    v.into_owned()
-                };
-                (k.into_owned(), v)
-            })
-            .collect();
-        shown.query_pairs_mut().clear().extend_pairs(pairs);
-    }
-    shown.to_string()
+    dbops_common::redact::redact_url(url.as_str())
 }
 
-/// Masks the password of every `scheme://user:password@` in free text, such as a child's error.
-pub fn redact_text(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(pos) = rest.find("://") {
-        let (head, tail) = rest.split_at(pos + 3);
-        out.push_str(head);
-        let authority_end = tail
-            .find(|c: char| c == '/' || c == '?' || c == '#' || c.is_whitespace())
-            .unwrap_or(tail.len());
-        let authority = &tail[..authority_end];
-        match (authority.rfind('@'), authority.find(':')) {
-            (Some(at), Some(colon)) if colon < at => {
-                out.push_str(&authority[..=colon]);
-                out.push_str("***");
-                out.push_str(&authority[at..]);
-            }
-            _ => out.push_str(authority),
-        }
-        rest = &tail[authority_end..];
-    }
-    out.push_str(rest);
-    out
-}
-
-/// Masks what a server log may carry: URL passwords, and the literal after `PASSWORD` in a
-/// logged statement such as a failed `ALTER ROLE`, however it is quoted: `'…'`, `E'…'` or
-/// `$tag$…$tag$`. An unterminated literal is masked to the end of the line.
-pub fn redact_log_line(line: &str) -> String {
-    let line = redact_text(line);
-    let lower = line.to_ascii_lowercase();
-    let mut out = String::with_capacity(line.len());
-    let mut copied = 0;
-    let mut search = 0;
-    while let Some(found) = lower[search..].find("password") {
-        let keyword_end = search + found + "password".len();
-        let literal_start =
-            keyword_end + (line[keyword_end..].len() - line[keyword_end..].trim_start().len());
-        search = keyword_end;
-        if let Some((body_start, body_end)) = literal_body(&line[literal_start..]) {
-            out.push_str(&line[copied..literal_start + body_start]);
-            out.push_str("***");
-            copied = literal_start + body_end;
-            search = copied.max(keyword_end);
-        }
-    }
-    out.push_str(&line[copied..]);
-    out
-}
-
-/// Where the body of the SQL string literal opening `text` starts and ends.
-fn literal_body(text: &str) -> Option<(usize, usize)> {
-    let bytes = text.as_bytes();
-    let (start, backslash_escapes) = match bytes {
-        [b'\'', ..] => (1, false),
-        [b'E' | b'e', b'\'', ..] => (2, true),
-        [b'$', ..] => {
-            let tag_len = bytes[1..].iter().position(|b| *b == b'$')? + 2;
-            let tag = &text[..tag_len];
-            if !tag[1..tag_len - 1]
-                .chars()
-                .all(|c| c.is_alphanumeric() || c == '_')
-            {
-                return None;
-            }
-            let end = text[tag_len..]
-                .find(tag)
-                .map_or(text.len(), |e| tag_len + e);
-            return Some((tag_len, end));
-        }
-        _ => return None,
-    };
-    let mut i = start;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\\' if backslash_escapes => i += 2,
-            b'\'' if bytes.get(i + 1) == Some(&b'\'') => i += 2,
-            b'\'' => return Some((start, i)),
-            _ => i += 1,
-        }
-    }
-    Some((start, text.len()))
-}
-
-pub fn percent_decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(s)
-        .decode_utf8_lossy()
-        .into_owned()
-}
+pub use dbops_common::{
+    database_url::percent_decode,
+    redact::{redact_log_line, redact_text},
+};
 
 #[cfg(test)]
 mod tests {
@@ -571,51 +444,6 @@ mod tests {
         assert!(
             shown.starts_with("postgres://app:***@localhost:5432/app"),
             "{shown}"
-        );
-    }
-
-    #[test]
-    fn free_text_is_redacted() {
-        let text = "failed: postgres://app:hunter2@db:5432/app and http://x.org/a and postgres://nouser@h/db";
-        let shown = redact_text(text);
-        assert_eq!(
-            shown,
-            "failed: postgres://app:***@db:5432/app and http://x.org/a and postgres://nouser@h/db"
-        );
-    }
-
-    #[test]
-    fn log_lines_are_redacted() {
-        assert_eq!(
-            redact_log_line(
-                "STATEMENT:  ALTER ROLE app PASSWORD 'hunter2' VALID UNTIL 'x'; -- postgres://a:b@h/d"
-            ),
-            "STATEMENT:  ALTER ROLE app PASSWORD '***' VALID UNTIL 'x'; -- postgres://a:***@h/d"
-        );
-        assert_eq!(
-            redact_log_line("create user u with password 'p1' login"),
-            "create user u with password '***' login"
-        );
-        assert_eq!(redact_log_line("password '"), "password '***");
-        assert_eq!(
-            redact_log_line(r"ALTER ROLE app PASSWORD E'hunter2\'x' LOGIN"),
-            "ALTER ROLE app PASSWORD E'***' LOGIN"
-        );
-        assert_eq!(
-            redact_log_line("ALTER ROLE app PASSWORD 'it''s hunter2' LOGIN"),
-            "ALTER ROLE app PASSWORD '***' LOGIN"
-        );
-        assert_eq!(
-            redact_log_line("ALTER ROLE app PASSWORD $$hunter2$$ LOGIN"),
-            "ALTER ROLE app PASSWORD $$***$$ LOGIN"
-        );
-        assert_eq!(
-            redact_log_line("ALTER ROLE app PASSWORD $q$hun'ter2$q$"),
-            "ALTER ROLE app PASSWORD $q$***$q$"
-        );
-        assert_eq!(
-            redact_log_line("FATAL:  password authentication failed for user \"app\""),
-            "FATAL:  password authentication failed for user \"app\""
         );
     }
 

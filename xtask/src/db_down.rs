@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use crate::{
-    backend::{self, Backend, BackendChoice, BackendKind, Ctx, Local},
+    backend::{BackendChoice, lifecycle::stop},
+    context::Ctx,
     ui,
 };
 
@@ -17,14 +18,8 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
-    let selected = backend::select(ctx, choice)?;
-    selected.announce(ctx);
-    selected.backend.stop(ctx, args.volumes)?;
-    if selected.kind() == BackendKind::Local {
-        Local::for_tests(ctx)?.stop(ctx, args.volumes)?;
-    }
+    let selected = stop(ctx, choice, args.volumes)?;
     if args.volumes {
-        backend::forget_backend(&ctx.cfg, selected.kind())?;
         ui::info(format!(
             "stopped, and deleted the {} backend's data",
             selected.kind()

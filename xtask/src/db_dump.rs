@@ -6,8 +6,9 @@ use anyhow::{Context, Result, bail};
 use xshell::cmd;
 
 use crate::{
-    backend::{BackendChoice, Ctx, lifecycle::ensure_up},
+    backend::{BackendChoice, lifecycle::ensure_up},
     bins,
+    context::Ctx,
     pg::{self, Client},
     ui,
 };
@@ -22,7 +23,7 @@ pub struct Args {
     pub check: bool,
 
     /// How long to wait for the server, in seconds.
-    #[arg(long, default_value = "60", value_parser = crate::parse_seconds, value_name = "SECONDS")]
+    #[arg(long, default_value = "60", value_parser = crate::cli_args::parse_seconds, value_name = "SECONDS")]
     pub timeout: Duration,
 }
 

@@ -4,7 +4,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use crate::backend::{self, BackendChoice, Ctx};
+use crate::backend::{self, BackendChoice};
+use crate::context::Ctx;
 
 #[derive(clap::Args)]
 pub struct Args {

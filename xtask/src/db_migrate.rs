@@ -5,14 +5,15 @@ use std::{process::ExitCode, time::Duration};
 use anyhow::Result;
 
 use crate::{
-    backend::{BackendChoice, Ctx, lifecycle::ensure_up},
+    backend::{BackendChoice, lifecycle::ensure_up},
     bins,
+    context::Ctx,
 };
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Apply at most this many pending migrations.
-    #[arg(long, value_parser = crate::parse_steps, allow_hyphen_values = true, value_name = "N")]
+    #[arg(long, value_parser = crate::cli_args::parse_steps, allow_hyphen_values = true, value_name = "N")]
     pub steps: Option<u32>,
 
     /// Print the SQL the pending migrations would run, and change nothing.
@@ -24,7 +25,7 @@ pub struct Args {
     pub accept_changed: bool,
 
     /// How long to wait for the server, in seconds.
-    #[arg(long, default_value = "60", value_parser = crate::parse_seconds, value_name = "SECONDS")]
+    #[arg(long, default_value = "60", value_parser = crate::cli_args::parse_seconds, value_name = "SECONDS")]
     pub timeout: Duration,
 }
 

@@ -5,7 +5,8 @@ use std::{io::IsTerminal, process::ExitCode, time::Duration};
 use anyhow::{Context, Result};
 
 use crate::{
-    backend::{self, BackendChoice, Ctx},
+    backend::{self, BackendChoice},
+    context::Ctx,
     pg::Client,
 };
 

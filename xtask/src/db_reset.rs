@@ -6,10 +6,12 @@ use anyhow::{Context, Result};
 
 use crate::{
     backend::{
-        BackendChoice, Ctx,
+        BackendChoice,
         lifecycle::{ensure_up, guard_remote},
     },
-    bins, ui,
+    bins,
+    context::Ctx,
+    ui,
 };
 
 #[derive(clap::Args)]
@@ -19,7 +21,7 @@ pub struct Args {
     pub force: bool,
 
     /// How long to wait for the server, in seconds.
-    #[arg(long, default_value = "60", value_parser = crate::parse_seconds, value_name = "SECONDS")]
+    #[arg(long, default_value = "60", value_parser = crate::cli_args::parse_seconds, value_name = "SECONDS")]
     pub timeout: Duration,
 }
 

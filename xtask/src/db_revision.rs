@@ -4,7 +4,7 @@ use std::{fs, path::Path, process::ExitCode};
 
 use anyhow::{Context, Result, bail};
 
-use crate::{backend::Ctx, bins, ui};
+use crate::{bins, context::Ctx, ui};
 
 #[derive(clap::Args)]
 pub struct Args {

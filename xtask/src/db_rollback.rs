@@ -6,10 +6,11 @@ use anyhow::Result;
 
 use crate::{
     backend::{
-        BackendChoice, Ctx,
+        BackendChoice,
         lifecycle::{ensure_up, guard_remote},
     },
     bins,
+    context::Ctx,
 };
 
 #[derive(clap::Args)]
@@ -19,7 +20,7 @@ pub struct Args {
     pub force: bool,
 
     /// How many migrations to roll back.
-    #[arg(long, default_value = "1", value_parser = crate::parse_steps, allow_hyphen_values = true, value_name = "N")]
+    #[arg(long, default_value = "1", value_parser = crate::cli_args::parse_steps, allow_hyphen_values = true, value_name = "N")]
     pub steps: u32,
 
     /// Roll back migrations even if their source changed after they were applied (local development only).
@@ -27,7 +28,7 @@ pub struct Args {
     pub accept_changed: bool,
 
     /// How long to wait for the server, in seconds.
-    #[arg(long, default_value = "60", value_parser = crate::parse_seconds, value_name = "SECONDS")]
+    #[arg(long, default_value = "60", value_parser = crate::cli_args::parse_seconds, value_name = "SECONDS")]
     pub timeout: Duration,
 }
 

@@ -5,8 +5,9 @@ use std::{process::ExitCode, time::Duration};
 use anyhow::Result;
 
 use crate::{
-    backend::{self, BackendChoice, Ctx},
+    backend::{self, BackendChoice},
     bins,
+    context::Ctx,
     pg::Client,
     ui,
 };

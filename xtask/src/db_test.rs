@@ -5,8 +5,9 @@ use std::{process::ExitCode, time::Duration};
 use anyhow::{Context, Result};
 
 use crate::{
-    backend::{BackendChoice, Ctx, lifecycle::test_server},
+    backend::{BackendChoice, lifecycle::test_server},
     bins::{cargo, workspace_bin},
+    context::Ctx,
     process::ChildFailed,
     ui,
 };
@@ -14,7 +15,7 @@ use crate::{
 #[derive(clap::Args)]
 pub struct Args {
     /// How long to wait for the server, in seconds.
-    #[arg(long, default_value = "60", value_parser = crate::parse_seconds, value_name = "SECONDS")]
+    #[arg(long, default_value = "60", value_parser = crate::cli_args::parse_seconds, value_name = "SECONDS")]
     pub timeout: Duration,
 
     /// Arguments for the test runner (cargo nextest run, or cargo test), after `--`.

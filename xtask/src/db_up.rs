@@ -4,12 +4,13 @@ use std::{process::ExitCode, time::Duration};
 
 use anyhow::Result;
 
-use crate::backend::{BackendChoice, Ctx, lifecycle::ensure_up};
+use crate::backend::{BackendChoice, lifecycle::ensure_up};
+use crate::context::Ctx;
 
 #[derive(clap::Args)]
 pub struct Args {
     /// How long to wait for the server, in seconds.
-    #[arg(long, default_value = "60", value_parser = crate::parse_seconds, value_name = "SECONDS")]
+    #[arg(long, default_value = "60", value_parser = crate::cli_args::parse_seconds, value_name = "SECONDS")]
     pub timeout: Duration,
 }
 

@@ -5,7 +5,9 @@
 mod backend;
 mod bench;
 mod bins;
+mod cli_args;
 mod config;
+mod context;
 mod db_down;
 mod db_dump;
 mod db_logs;
@@ -17,6 +19,7 @@ mod db_rollback;
 mod db_status;
 mod db_test;
 mod db_up;
+mod paths;
 mod pg;
 mod pg_install;
 mod postmaster;
@@ -26,12 +29,12 @@ mod state_lock;
 mod tls;
 mod ui;
 
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, error::ErrorKind};
 
-use crate::backend::{BackendChoice, Ctx};
+use crate::{backend::BackendChoice, context::Ctx, paths::project_root};
 
 #[derive(Parser)]
 #[command(
@@ -191,46 +194,6 @@ fn backend_choice(flag: Option<&str>, ctx: &Ctx) -> Result<BackendChoice> {
     }
 }
 
-/// The workspace root: `cargo run` sets `CARGO_MANIFEST_DIR` for the binary it starts, and the
-/// compile-time value covers running the binary directly.
-pub fn project_root() -> PathBuf {
-    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
-    manifest_dir
-        .ancestors()
-        .nth(1)
-        .expect("xtask lives one level below the workspace root")
-        .to_path_buf()
-}
-
-/// The longest `--timeout`: a day is more than any start needs, and a deadline this far away
-/// cannot overflow the clock.
-const MAX_TIMEOUT_SECS: u64 = 86_400;
-
-/// Parses `--timeout` values: whole seconds.
-pub fn parse_seconds(raw: &str) -> Result<Duration, String> {
-    let seconds = raw
-        .parse::<u64>()
-        .ok()
-        .filter(|s| *s > 0)
-        .ok_or_else(|| format!("{raw:?} is not a positive number of seconds"))?;
-    if seconds > MAX_TIMEOUT_SECS {
-        return Err(format!(
-            "{raw} seconds is too long: use at most {MAX_TIMEOUT_SECS} (a day)"
-        ));
-    }
-    Ok(Duration::from_secs(seconds))
-}
-
-/// Parses `--steps` values with a one-line error for zero and negative numbers.
-pub fn parse_steps(raw: &str) -> Result<u32, String> {
-    raw.parse::<u32>()
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| format!("{raw:?} is not a positive whole number of migrations"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,22 +202,6 @@ mod tests {
     fn cli_is_well_formed() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn timeouts_are_bounded() {
-        assert_eq!(parse_seconds("60"), Ok(Duration::from_secs(60)));
-        for bad in ["0", "-1", "18446744073709551615", "86401", "x"] {
-            assert!(parse_seconds(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn steps_must_be_positive() {
-        assert_eq!(parse_steps("3"), Ok(3));
-        for bad in ["0", "-1", "two", ""] {
-            assert!(parse_steps(bad).is_err(), "{bad}");
-        }
     }
 
     #[test]

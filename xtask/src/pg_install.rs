@@ -9,7 +9,7 @@ use std::{
 use anyhow::{Result, bail};
 use xshell::cmd;
 
-use crate::{backend::Ctx, process::output};
+use crate::{context::Ctx, process::output};
 
 /// One directory of PostgreSQL programs, with the version its programs report.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,7 +10,11 @@ use std::{
 use anyhow::{Context, Result, bail};
 use xshell::cmd;
 
-use super::{Backend, BackendKind, Ctx, port_is_taken, port_taken_error};
+use super::{
+    Backend, BackendKind,
+    shared::{port_is_taken, port_taken_error},
+};
+use crate::context::Ctx;
 use crate::process::{output, stderr_line};
 use crate::{process, ui};
 

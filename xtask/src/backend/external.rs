@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::{Backend, BackendKind, Ctx, local::client_env};
+use super::{Backend, BackendKind, shared::client_env};
+use crate::context::Ctx;
 use crate::{pg::Client, pg_install};
 
 pub struct External;

@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use super::{
-    Backend, BackendChoice, BackendKind, Ctx, Local, Selected, record_backend, select, wait_ready,
+    Backend, BackendChoice, BackendKind, Local, Selected, record_backend, select, wait_ready,
 };
+use crate::context::Ctx;
 use crate::{pg::Client, ui};
 
 /// A server that accepts the configured credentials, and the backend that runs it.
@@ -85,4 +86,19 @@ pub fn guard_remote(ctx: &Ctx, force: bool, action: &str) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Stops the chosen backend's server, and on the local backend the test cluster too; with
+/// `delete_data`, deletes their data and forgets the backend. Returns the backend used.
+pub fn stop(ctx: &Ctx, choice: BackendChoice, delete_data: bool) -> Result<Selected> {
+    let selected = select(ctx, choice)?;
+    selected.announce(ctx);
+    selected.backend.stop(ctx, delete_data)?;
+    if selected.kind() == BackendKind::Local {
+        Local::for_tests(ctx)?.stop(ctx, delete_data)?;
+    }
+    if delete_data {
+        super::forget_backend(&ctx.cfg, selected.kind())?;
+    }
+    Ok(selected)
 }

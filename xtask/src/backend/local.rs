@@ -11,8 +11,12 @@ use std::{
 use anyhow::{Context, Result, bail};
 use xshell::cmd;
 
-use super::{Backend, BackendKind, Ctx, port_is_taken, port_taken_error};
+use super::{
+    Backend, BackendKind,
+    shared::{client_env, port_is_taken, port_taken_error},
+};
 use crate::{
+    context::Ctx,
     pg::{self, Client},
     pg_install::{self, Install},
     postmaster::{self, Postmaster},
@@ -674,21 +678,6 @@ fn write_atomically(path: &Path, text: &str) -> Result<()> {
     let tmp = path.with_extension("new");
     fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
     fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// Connection settings for libpq clients; the password travels in the environment, not in argv.
-pub fn client_env<'a>(ctx: &Ctx, cmd: xshell::Cmd<'a>, database: &str) -> xshell::Cmd<'a> {
-    let cfg = &ctx.cfg;
-    cmd.env(
-        "PGHOST",
-        cfg.host().trim_start_matches('[').trim_end_matches(']'),
-    )
-    .env("PGPORT", cfg.port.to_string())
-    .env("PGUSER", &cfg.user)
-    .env("PGPASSWORD", &cfg.password)
-    .env("PGDATABASE", database)
-    // libpq takes the TLS settings from PGSSLMODE and friends, not from the URL xtask holds.
-    .envs(crate::tls::libpq_env(&cfg.url))
 }
 
 fn unprivileged_user(ctx: &Ctx) -> Result<UnprivilegedUser> {

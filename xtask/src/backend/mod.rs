@@ -4,6 +4,7 @@ mod docker;
 mod external;
 pub mod lifecycle;
 mod local;
+mod shared;
 
 use std::{
     fmt, fs,
@@ -11,7 +12,6 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use xshell::Shell;
 
 pub use docker::Docker;
 pub use external::External;
@@ -19,6 +19,7 @@ pub use local::Local;
 
 use crate::{
     config::Config,
+    context::Ctx,
     pg::{Client, PgError},
     ui,
 };
@@ -61,12 +62,6 @@ impl fmt::Display for BackendKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
-}
-
-/// The shell and configuration every command works with.
-pub struct Ctx {
-    pub sh: Shell,
-    pub cfg: Config,
 }
 
 /// One way of running PostgreSQL. Each implementation lives in its own file.
@@ -364,17 +359,6 @@ pub fn unreachable_hint(error: &PgError, kind: BackendKind) -> String {
         BackendKind::External => "check that the server runs and DATABASE_URL is right".into(),
         _ => "start it with `cargo xtask db-up`".into(),
     })
-}
-
-/// True when something other than us already listens on the port.
-pub fn port_is_taken(port: u16) -> bool {
-    std::net::TcpListener::bind(("127.0.0.1", port)).is_err()
-}
-
-pub fn port_taken_error(port: u16) -> anyhow::Error {
-    anyhow::anyhow!(
-        "port {port} on 127.0.0.1 is already taken by another program: stop it, or choose another port with POSTGRES_PORT (and DATABASE_URL) in .env"
-    )
 }
 
 #[cfg(test)]
