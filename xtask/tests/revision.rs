@@ -35,9 +35,23 @@ fn copy_workspace(to: &Path) {
         to.join(".cargo/config.toml"),
     )
     .unwrap();
-    for dir in ["xtask", "migration", "db"] {
-        copy_dir(&root.join(dir), &to.join(dir));
+    for dir in workspace_members(&root) {
+        copy_dir(&root.join(&dir), &to.join(&dir));
     }
+}
+
+/// The `members = [...]` of the workspace manifest, so that a new crate is copied too.
+fn workspace_members(root: &Path) -> Vec<String> {
+    let manifest = fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let line = manifest
+        .lines()
+        .find(|l| l.trim_start().starts_with("members"))
+        .expect("the workspace manifest lists its members on one line");
+    line.split('"')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect()
 }
 
 fn copy_dir(from: &Path, to: &Path) {
