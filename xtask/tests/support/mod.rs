@@ -30,12 +30,7 @@ impl Project {
 
     /// A project with its own state directory and free port, whatever the backend.
     pub fn isolated() -> Project {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Project::local_on_port(port).expect("a temporary directory")
+        Project::local_on_port(unused_port()).expect("a temporary directory")
     }
 
     pub fn local_on_port(port: u16) -> Option<Project> {
@@ -352,4 +347,22 @@ pub fn fake_install(parent: &Path, version: &str) -> PathBuf {
 pub fn path_with(dir: &Path) -> String {
     let rest = std::env::var("PATH").unwrap_or_default();
     format!("{}:{rest}", dir.display())
+}
+
+/// A free port that no other test of this process was given: the kernel may hand a just
+/// released port out again, and two tests starting servers on one port would collide.
+pub fn unused_port() -> u16 {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut given = GIVEN.lock().unwrap();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
