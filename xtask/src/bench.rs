@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::{
     backend::{BackendChoice, lifecycle::test_server},
-    bins::{cargo, workspace_bin},
+    bins::{cargo_program, workspace_bin},
     context::Ctx,
     ui,
 };
@@ -75,6 +75,31 @@ pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
 }
 
 fn per_test_database(ctx: &Ctx, runs: u32, rows: &mut Vec<Row>) -> Result<()> {
+    let report = DbBench::parse(&run_db_bench(ctx, runs)?);
+    for n in [1, 50, 200] {
+        for (metric, label) in [
+            ("clone", "per-test database: pooled clone claimed + connect"),
+            ("ondemand", "per-test database: on-demand clone + connect"),
+            ("peer", "per-test database: fresh + full migrate (peer)"),
+            ("floor", "server's CREATE DATABASE … TEMPLATE (floor)"),
+        ] {
+            let Some(found) = report.find(metric, n) else {
+                continue;
+            };
+            rows.push(Row {
+                what: format!("{label}, {n} migration{}", if n == 1 { "" } else { "s" }),
+                runs: found.samples,
+                median_ms: found.median_ms,
+                note: report.note(metric, n, found.median_ms),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Runs the `db-bench` binary, which does the measuring (it links the harness that xtask must
+/// not), and returns what it printed.
+fn run_db_bench(ctx: &Ctx, runs: u32) -> Result<String> {
     let db_bench = workspace_bin(ctx, "db-bench")?;
     let out = Command::from(
         ctx.sh
@@ -91,65 +116,76 @@ fn per_test_database(ctx: &Ctx, runs: u32, rows: &mut Vec<Row>) -> Result<()> {
     if !out.status.success() {
         bail!("db-bench failed: {}", crate::process::stderr_line(&out));
     }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut strategy = String::new();
-    let mut results = Vec::new();
-    for line in text.lines() {
-        let fields: Vec<&str> = line.split('\t').collect();
-        match fields.as_slice() {
-            ["info", "strategy", name, fsync] => strategy = format!("{name}, {fsync}"),
-            ["result", metric, migrations, median, samples] => results.push((
-                metric.to_string(),
-                migrations.parse::<u32>().unwrap_or(0),
-                median.parse::<f64>().unwrap_or(f64::NAN),
-                samples.parse::<usize>().unwrap_or(0),
-            )),
-            _ => {}
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// One median that `db-bench` reports: a metric at a number of migrations.
+struct Measured {
+    metric: String,
+    migrations: u32,
+    median_ms: f64,
+    samples: usize,
+}
+
+/// What `db-bench` printed: its clone strategy and its medians.
+struct DbBench {
+    strategy: String,
+    results: Vec<Measured>,
+}
+
+impl DbBench {
+    /// Reads db-bench's tab-separated lines; lines of other kinds are for humans and skipped.
+    fn parse(text: &str) -> DbBench {
+        let mut report = DbBench {
+            strategy: String::new(),
+            results: Vec::new(),
+        };
+        for line in text.lines() {
+            let fields: Vec<&str> = line.split('\t').collect();
+            match fields.as_slice() {
+                ["info", "strategy", name, fsync] => report.strategy = format!("{name}, {fsync}"),
+                ["result", metric, migrations, median, samples] => report.results.push(Measured {
+                    metric: metric.to_string(),
+                    migrations: migrations.parse::<u32>().unwrap_or(0),
+                    median_ms: median.parse::<f64>().unwrap_or(f64::NAN),
+                    samples: samples.parse::<usize>().unwrap_or(0),
+                }),
+                _ => {}
+            }
         }
+        report
     }
-    let median_of = |metric: &str, n: u32| {
-        results
+
+    fn find(&self, metric: &str, migrations: u32) -> Option<&Measured> {
+        self.results
             .iter()
-            .find(|(m, k, _, _)| m == metric && *k == n)
-            .map_or(f64::NAN, |r| r.2)
-    };
-    for n in [1, 50, 200] {
-        for (metric, label) in [
-            ("clone", "per-test database: pooled clone claimed + connect"),
-            ("ondemand", "per-test database: on-demand clone + connect"),
-            ("peer", "per-test database: fresh + full migrate (peer)"),
-            ("floor", "server's CREATE DATABASE … TEMPLATE (floor)"),
-        ] {
-            let Some((_, _, median, samples)) =
-                results.iter().find(|(m, k, _, _)| m == metric && *k == n)
-            else {
-                continue;
-            };
-            let note = match metric {
-                "clone" if n == 1 => format!("target ≤ 15 ms; {strategy}"),
-                "clone" => format!(
-                    "{:.2}× the 1-migration claim (target ≤ 1.5×)",
-                    median / median_of("clone", 1)
-                ),
-                "ondemand" => format!(
-                    "{:.2}× the 1-migration clone",
-                    median / median_of("ondemand", 1)
-                ),
-                "peer" => format!(
-                    "{:.1}× the pooled claim (target ≥ 10× at 200)",
-                    median / median_of("clone", n)
-                ),
-                _ => String::new(),
-            };
-            rows.push(Row {
-                what: format!("{label}, {n} migration{}", if n == 1 { "" } else { "s" }),
-                runs: *samples,
-                median_ms: *median,
-                note,
-            });
+            .find(|r| r.metric == metric && r.migrations == migrations)
+    }
+
+    fn median_of(&self, metric: &str, migrations: u32) -> f64 {
+        self.find(metric, migrations)
+            .map_or(f64::NAN, |r| r.median_ms)
+    }
+
+    /// The row's note: each median against the baseline its target is stated in.
+    fn note(&self, metric: &str, n: u32, median: f64) -> String {
+        match metric {
+            "clone" if n == 1 => format!("target ≤ 15 ms; {}", self.strategy),
+            "clone" => format!(
+                "{:.2}× the 1-migration claim (target ≤ 1.5×)",
+                median / self.median_of("clone", 1)
+            ),
+            "ondemand" => format!(
+                "{:.2}× the 1-migration clone",
+                median / self.median_of("ondemand", 1)
+            ),
+            "peer" => format!(
+                "{:.1}× the pooled claim (target ≥ 10× at 200)",
+                median / self.median_of("clone", n)
+            ),
+            _ => String::new(),
         }
     }
-    Ok(())
 }
 
 /// A throwaway local-backend project on a free port, driven through the xtask binary itself.
@@ -188,6 +224,9 @@ impl LocalScratch {
                 format!("postgres://app:app@127.0.0.1:{}/app", self.port),
             )
             .env_remove("CI");
+        for name in crate::process::cargo_package_vars() {
+            cmd.env_remove(name);
+        }
         cmd
     }
 
@@ -228,7 +267,7 @@ fn local_backend(scratch: &LocalScratch, rows: &mut Vec<Row>) -> Result<()> {
         warm.push(scratch.time_xtask(&["-q", "db-up"])?);
         running.push(scratch.time_xtask(&["-q", "db-up"])?);
     }
-    let cargo = cargo();
+    let cargo = cargo_program();
     let root = crate::paths::project_root();
     let xtask_migrate = |scratch: &LocalScratch| {
         let mut cmd = scratch.command(Path::new(&cargo), &["xtask", "-q", "db-migrate"]);

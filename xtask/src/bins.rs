@@ -17,8 +17,17 @@ use anyhow::{Context, Result, bail};
 
 use crate::{context::Ctx, process, ui};
 
-pub fn cargo() -> String {
+/// The cargo that runs xtask, so that nested builds use the same toolchain.
+pub fn cargo_program() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+/// A cargo command without the per-package variables `cargo run` set for xtask itself
+/// (see [`process::cargo_package_vars`]), so that it builds exactly as a plain `cargo` would.
+pub fn cargo(sh: &xshell::Shell) -> xshell::Cmd<'_> {
+    process::cargo_package_vars()
+        .into_iter()
+        .fold(sh.cmd(cargo_program()), |cmd, name| cmd.env_remove(name))
 }
 
 /// The path of the workspace binary `name`, built (once per xtask run) with the workspace's features.
@@ -38,17 +47,17 @@ pub fn workspace_bin(ctx: &Ctx, name: &str) -> Result<PathBuf> {
 }
 
 fn build_workspace_bins(ctx: &Ctx) -> Result<HashMap<String, PathBuf>> {
-    let cargo = cargo();
-    let cmd = ctx
-        .sh
-        .cmd(cargo)
+    // A first build takes minutes: say so, and let cargo show its progress (a bar on a
+    // terminal, `Compiling …` lines in a CI log) unless the user asked for quiet.
+    ui::info("building the workspace (the first build takes a few minutes)");
+    let cmd = cargo(&ctx.sh)
         .args([
             "build",
-            "--quiet",
             "--workspace",
             "--all-targets",
             "--message-format=json-render-diagnostics",
         ])
+        .args(ui::is_quiet().then_some("--quiet"))
         .quiet();
     ui::debug(format!("$ {cmd}"));
     let output = std::process::Command::from(cmd)

@@ -102,16 +102,13 @@ fn testdb(ctx: &Ctx, command: &str) -> Result<String> {
 }
 
 fn has_nextest(ctx: &Ctx) -> bool {
-    let cargo = cargo();
-    crate::process::output(xshell::cmd!(ctx.sh, "{cargo} nextest --version"))
+    crate::process::output(cargo(&ctx.sh).args(["nextest", "--version"]))
         .is_ok_and(|o| o.status.success())
 }
 
 /// Runs cargo with the target database in the environment, streaming its output.
 fn cargo_status(ctx: &Ctx, args: &[&str]) -> Result<std::process::ExitStatus> {
-    let cmd = ctx
-        .sh
-        .cmd(cargo())
+    let cmd = cargo(&ctx.sh)
         .args(args)
         .env(
             "DATABASE_URL",

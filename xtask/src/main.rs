@@ -6,6 +6,7 @@ mod backend;
 mod bench;
 mod bins;
 mod cli_args;
+mod cluster_dir;
 mod config;
 mod context;
 mod db_down;
@@ -31,7 +32,7 @@ mod ui;
 
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::{Parser, Subcommand, error::ErrorKind};
 
 use crate::{backend::BackendChoice, context::Ctx, paths::project_root};
@@ -151,7 +152,7 @@ fn run() -> Result<ExitCode> {
         }
     };
     ui::set_verbosity(cli.quiet, cli.verbose);
-    let ctx = context()?;
+    let ctx = load_context()?;
     let choice = backend_choice(cli.backend.as_deref(), &ctx)?;
     match cli.command {
         Command::DbUp(args) => db_up::run(&ctx, choice, args),
@@ -169,10 +170,9 @@ fn run() -> Result<ExitCode> {
     }
 }
 
-fn context() -> Result<Ctx> {
+fn load_context() -> Result<Ctx> {
     let root = project_root();
-    let sh = xshell::Shell::new().context("cannot set up the shell")?;
-    sh.change_dir(&root);
+    let sh = context::shell(&root)?;
     let cfg = config::Config::load(&root)?;
     Ok(Ctx { sh, cfg })
 }

@@ -14,7 +14,10 @@ use bytes::BytesMut;
 use fallible_iterator::FallibleIterator;
 use postgres_protocol::{
     authentication::{md5_hash, sasl},
-    message::{backend::Message, frontend},
+    message::{
+        backend::{AuthenticationSaslBody, Message},
+        frontend,
+    },
 };
 use url::Url;
 
@@ -310,75 +313,20 @@ impl Client {
     }
 
     fn startup(&mut self, login: &Login<'_>) -> Result<(), PgError> {
-        let Login {
-            user,
-            password,
-            database,
-        } = *login;
-        let mut out = BytesMut::new();
-        frontend::startup_message(
-            [
-                ("user", user),
-                ("database", database),
-                ("application_name", "xtask"),
-                ("client_encoding", "UTF8"),
-            ],
-            &mut out,
-        )?;
-        self.send(&out)?;
-
-        let mut scram: Option<sasl::ScramSha256> = None;
+        self.send_message(|out| {
+            frontend::startup_message(
+                [
+                    ("user", login.user),
+                    ("database", login.database),
+                    ("application_name", "xtask"),
+                    ("client_encoding", "UTF8"),
+                ],
+                out,
+            )
+        })?;
+        let mut scram = None;
         loop {
             match self.receive()? {
-                Message::AuthenticationOk => {}
-                Message::AuthenticationCleartextPassword => {
-                    let mut out = BytesMut::new();
-                    frontend::password_message(password.as_bytes(), &mut out)?;
-                    self.send(&out)?;
-                }
-                Message::AuthenticationMd5Password(body) => {
-                    let hash = md5_hash(user.as_bytes(), password.as_bytes(), body.salt());
-                    let mut out = BytesMut::new();
-                    frontend::password_message(hash.as_bytes(), &mut out)?;
-                    self.send(&out)?;
-                }
-                Message::AuthenticationSasl(body) => {
-                    let mut mechanisms = body.mechanisms();
-                    let mut offers_scram = false;
-                    while let Some(mechanism) = mechanisms.next()? {
-                        offers_scram |= mechanism == sasl::SCRAM_SHA_256;
-                    }
-                    if !offers_scram {
-                        return Err(PgError::Protocol("server offers no SCRAM-SHA-256".into()));
-                    }
-                    let state = sasl::ScramSha256::new(
-                        password.as_bytes(),
-                        sasl::ChannelBinding::unsupported(),
-                    );
-                    let mut out = BytesMut::new();
-                    frontend::sasl_initial_response(
-                        sasl::SCRAM_SHA_256,
-                        state.message(),
-                        &mut out,
-                    )?;
-                    self.send(&out)?;
-                    scram = Some(state);
-                }
-                Message::AuthenticationSaslContinue(body) => {
-                    let state = scram
-                        .as_mut()
-                        .ok_or_else(|| PgError::Protocol("SASL continue before start".into()))?;
-                    state.update(body.data())?;
-                    let mut out = BytesMut::new();
-                    frontend::sasl_response(state.message(), &mut out)?;
-                    self.send(&out)?;
-                }
-                Message::AuthenticationSaslFinal(body) => {
-                    scram
-                        .as_mut()
-                        .ok_or_else(|| PgError::Protocol("SASL final before start".into()))?
-                        .finish(body.data())?;
-                }
                 Message::ParameterStatus(body) => {
                     if body.name()? == "server_version" {
                         self.server_version = body.value()?.to_owned();
@@ -387,20 +335,76 @@ impl Client {
                 Message::BackendKeyData(_) | Message::NoticeResponse(_) => {}
                 Message::ErrorResponse(body) => return Err(server_error(body.fields())?),
                 Message::ReadyForQuery(_) => return Ok(()),
-                _ => {
-                    return Err(PgError::Protocol(
-                        "unexpected message during startup".into(),
-                    ));
-                }
+                message => self.authenticate(message, login, &mut scram)?,
             }
         }
     }
 
+    /// Answers one authentication request of the startup. `scram` carries the SCRAM exchange
+    /// across its three messages; anything but authentication is a protocol error here.
+    fn authenticate(
+        &mut self,
+        message: Message,
+        login: &Login<'_>,
+        scram: &mut Option<sasl::ScramSha256>,
+    ) -> Result<(), PgError> {
+        let password = login.password.as_bytes();
+        match message {
+            Message::AuthenticationOk => {}
+            Message::AuthenticationCleartextPassword => {
+                self.send_message(|out| frontend::password_message(password, out))?;
+            }
+            Message::AuthenticationMd5Password(body) => {
+                let hash = md5_hash(login.user.as_bytes(), password, body.salt());
+                self.send_message(|out| frontend::password_message(hash.as_bytes(), out))?;
+            }
+            Message::AuthenticationSasl(body) => *scram = Some(self.start_scram(body, password)?),
+            Message::AuthenticationSaslContinue(body) => {
+                let state = scram
+                    .as_mut()
+                    .ok_or_else(|| PgError::Protocol("SASL continue before start".into()))?;
+                state.update(body.data())?;
+                self.send_message(|out| frontend::sasl_response(state.message(), out))?;
+            }
+            Message::AuthenticationSaslFinal(body) => {
+                scram
+                    .as_mut()
+                    .ok_or_else(|| PgError::Protocol("SASL final before start".into()))?
+                    .finish(body.data())?;
+            }
+            _ => {
+                return Err(PgError::Protocol(
+                    "unexpected message during startup".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Begins SCRAM-SHA-256, the only SASL mechanism this client speaks, if the server offers it.
+    fn start_scram(
+        &mut self,
+        body: AuthenticationSaslBody,
+        password: &[u8],
+    ) -> Result<sasl::ScramSha256, PgError> {
+        let mut mechanisms = body.mechanisms();
+        let mut offers_scram = false;
+        while let Some(mechanism) = mechanisms.next()? {
+            offers_scram |= mechanism == sasl::SCRAM_SHA_256;
+        }
+        if !offers_scram {
+            return Err(PgError::Protocol("server offers no SCRAM-SHA-256".into()));
+        }
+        let state = sasl::ScramSha256::new(password, sasl::ChannelBinding::unsupported());
+        self.send_message(|out| {
+            frontend::sasl_initial_response(sasl::SCRAM_SHA_256, state.message(), out)
+        })?;
+        Ok(state)
+    }
+
     /// Runs one or more statements with the simple query protocol and returns the text rows.
     pub fn query(&mut self, sql: &str) -> Result<Vec<Row>, PgError> {
-        let mut out = BytesMut::new();
-        frontend::query(sql, &mut out)?;
-        self.send(&out)?;
+        self.send_message(|out| frontend::query(sql, out))?;
         let mut rows = Vec::new();
         let mut failure = None;
         loop {
@@ -431,8 +435,15 @@ impl Client {
             .and_then(|row| row.into_iter().next().flatten()))
     }
 
-    fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.stream.write_all(bytes)
+    /// Sends one frontend message. It is encoded in full before anything is written, so a
+    /// message that fails to encode leaves nothing half-sent on the connection.
+    fn send_message(
+        &mut self,
+        encode: impl FnOnce(&mut BytesMut) -> io::Result<()>,
+    ) -> Result<(), PgError> {
+        let mut out = BytesMut::new();
+        encode(&mut out)?;
+        Ok(self.stream.write_all(&out)?)
     }
 
     fn receive(&mut self) -> Result<Message, PgError> {

@@ -35,6 +35,26 @@ impl ChildFailed {
     }
 }
 
+/// The variables `cargo run` sets for the package it runs (xtask), which a cargo started by
+/// xtask would inherit. Build scripts declare some of them with `rerun-if-env-changed` (ring's
+/// names `CARGO_PKG_NAME`), so leaving them in makes every switch between `cargo xtask …` and
+/// a plain `cargo test` rebuild those crates. `CARGO` itself stays: it names the toolchain.
+pub fn cargo_package_vars() -> Vec<String> {
+    const EXACT: [&str; 7] = [
+        "CARGO_MANIFEST_DIR",
+        "CARGO_MANIFEST_PATH",
+        "CARGO_CRATE_NAME",
+        "CARGO_BIN_NAME",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_TMPDIR",
+        "CARGO_RUSTC_CURRENT_DIR",
+    ];
+    std::env::vars_os()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .filter(|name| name.starts_with("CARGO_PKG_") || EXACT.contains(&name.as_str()))
+        .collect()
+}
+
 /// Runs `cmd` with inherited stdin, stdout and stderr.
 pub fn run_passthrough(cmd: xshell::Cmd<'_>) -> Result<()> {
     let shown = cmd.to_string();

@@ -7,7 +7,7 @@ use std::{net::TcpListener, path::PathBuf, process::Command};
 
 use support::{Project, Run};
 
-const STANDIN_IMAGE: &str = "localhost/postgres-standin:15";
+const STANDIN_IMAGE: &str = "localhost/postgres-standin:16";
 
 /// A compose implementation found on this machine, as `DOCKER_COMPOSE` names it.
 struct Compose {

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
 use super::{
     Backend, BackendChoice, BackendKind, Local, Selected, record_backend, select, wait_ready,
@@ -61,10 +61,9 @@ pub fn test_server(ctx: &Ctx, choice: BackendChoice, timeout: Duration) -> Resul
     let cluster = Local::for_tests(ctx)?;
     let port = cluster.test_port(ctx)?;
     let test_ctx = Ctx {
-        sh: xshell::Shell::new().context("cannot set up the shell")?,
+        sh: crate::context::shell(&ctx.cfg.root)?,
         cfg: ctx.cfg.with_port(port),
     };
-    test_ctx.sh.change_dir(&ctx.cfg.root);
     ui::info(format!(
         "backend: local ({}); tests use a separate cluster tuned for speed, in {}",
         selected.reason,

@@ -16,6 +16,7 @@ use super::{
     shared::{client_env, port_is_taken, port_taken_error},
 };
 use crate::{
+    cluster_dir::{self, Place},
     context::Ctx,
     pg::{self, Client},
     pg_install::{self, Install},
@@ -29,10 +30,6 @@ use crate::{
 /// The bootstrap superuser. It has no password, so it cannot log in over TCP; it is reachable
 /// only through the server's Unix socket, in a directory that only the server's user can enter.
 pub const ADMIN_ROLE: &str = "xtask_admin";
-
-/// Where a fresh cluster is built before it is renamed into place, so that an interrupted
-/// `initdb` never leaves a half-made cluster where the real one belongs.
-const STAGING_PREFIX: &str = ".xtask-new-cluster-";
 
 /// Short, private socket directories: a project path can be too long for a socket path.
 const SOCKET_PARENT: &str = "/tmp";
@@ -55,14 +52,6 @@ pub struct Local {
     label: &'static str,
     /// The setting that moves this cluster's port, for messages.
     port_setting: &'static str,
-}
-
-enum Place {
-    /// The developer's cluster, at a fixed place in the state directory.
-    Fixed(PathBuf),
-    /// The test cluster: a private directory with an unpredictable name in `parent` (RAM where
-    /// /dev/shm exists), found again through the `pointer` file in the state directory.
-    Private { parent: PathBuf, pointer: PathBuf },
 }
 
 #[derive(Debug, Clone)]
@@ -151,10 +140,7 @@ impl Local {
 
     /// Where the cluster lives, for messages; the test cluster's directory is made on first start.
     pub fn describe_dir(&self) -> String {
-        match &self.place {
-            Place::Fixed(dir) => dir.display().to_string(),
-            Place::Private { parent, .. } => format!("a private directory in {}", parent.display()),
-        }
+        self.place.describe()
     }
 
     fn lock(&self) -> Result<StateLock> {
@@ -171,31 +157,8 @@ impl Local {
         }
     }
 
-    /// The cluster's directory if it exists; a test-cluster directory that fails the private
-    /// directory checks is ignored (and left alone), and a new one is made.
     fn existing_home(&self) -> Result<Option<PathBuf>> {
-        match &self.place {
-            Place::Fixed(dir) => Ok(dir.symlink_metadata().is_ok().then(|| dir.clone())),
-            Place::Private { pointer, .. } => {
-                let Ok(text) = fs::read_to_string(pointer) else {
-                    return Ok(None);
-                };
-                let dir = PathBuf::from(text.trim());
-                if dir.symlink_metadata().is_err() {
-                    return Ok(None);
-                }
-                match private_dir::verify(&dir, self.owner()) {
-                    Ok(()) => Ok(Some(dir)),
-                    Err(why) => {
-                        ui::warn(format!(
-                            "not using {} for the test cluster ({why}); making a new private one",
-                            dir.display()
-                        ));
-                        Ok(None)
-                    }
-                }
-            }
-        }
+        self.place.existing_home(self.owner())
     }
 
     fn running(&self) -> Result<Option<Postmaster>> {
@@ -205,75 +168,22 @@ impl Local {
         }
     }
 
-    /// Refuses a directory that xtask did not make: it must carry our marker and hold a cluster.
-    fn check_ours(&self, home: &Path) -> Result<()> {
-        if !private_dir::is_marked(home) || !home.join("pgdata/PG_VERSION").is_file() {
-            bail!(
-                "{} is not a PostgreSQL cluster made by xtask (it lacks the {} marker or pgdata/PG_VERSION), so xtask will not use or delete it: move it away, or set DB_STATE_DIR to another directory",
-                home.display(),
-                private_dir::MARKER
-            );
-        }
-        Ok(())
-    }
-
     /// The cluster's directory, made now if there is none; also says whether it is new.
     fn ensure_cluster(&self, ctx: &Ctx) -> Result<(PathBuf, bool)> {
-        if let Some(home) = self.existing_home()? {
-            if matches!(self.place, Place::Private { .. })
-                && !home.join("pgdata/PG_VERSION").is_file()
-            {
-                // Ours (it passed the private-directory checks), but its initdb was interrupted.
-                fs::remove_dir_all(&home)
-                    .with_context(|| format!("cannot delete {}", home.display()))?;
-            } else {
-                self.check_ours(&home)?;
-                if self.check_cluster_version(&home)? {
-                    return Ok((home, false));
-                }
-            }
+        if let Some(home) = self.place.reusable_home(self.owner())?
+            && self.check_cluster_version(&home)?
+        {
+            return Ok((home, false));
         }
-        Ok((self.build(ctx)?, true))
-    }
-
-    /// Runs `initdb` in a new private directory, then puts that directory in place.
-    fn build(&self, ctx: &Ctx) -> Result<PathBuf> {
-        let (parent, prefix) = match &self.place {
-            Place::Fixed(dir) => (
-                dir.parent()
-                    .context("the cluster directory has no parent")?,
-                STAGING_PREFIX,
-            ),
-            Place::Private { parent, .. } => (parent.as_path(), "xtask-test-"),
-        };
-        fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
-        if matches!(self.place, Place::Fixed(_)) {
-            remove_abandoned_builds(parent)?;
-        }
-        let staging = private_dir::create(parent, prefix, self.owner())?;
-        if let Place::Private { pointer, .. } = &self.place {
-            // Recorded first, so that an interrupted build is found, proven ours and replaced.
-            write_atomically(pointer, &format!("{}\n", staging.display()))?;
-        }
-        if let Err(error) = self.initdb(ctx, &staging) {
-            let _ = fs::remove_dir_all(&staging);
-            return Err(error);
-        }
-        let home = match &self.place {
-            Place::Fixed(dir) => {
-                fs::rename(&staging, dir)
-                    .with_context(|| format!("cannot move the new cluster to {}", dir.display()))?;
-                dir.clone()
-            }
-            Place::Private { .. } => staging,
-        };
+        let home = self
+            .place
+            .build(self.owner(), |staging| self.initdb(ctx, staging))?;
         ui::info(format!(
             "initialised a {} in {}",
             self.label,
             home.display()
         ));
-        Ok(home)
+        Ok((home, true))
     }
 
     fn initdb(&self, ctx: &Ctx, home: &Path) -> Result<()> {
@@ -336,9 +246,7 @@ impl Local {
         if major == self.install.major {
             return Ok(true);
         }
-        if matches!(self.place, Place::Private { .. })
-            && postmaster::running(&home.join("pgdata"))?.is_none()
-        {
+        if self.place.is_private() && postmaster::running(&home.join("pgdata"))?.is_none() {
             ui::info(format!(
                 "the test cluster was made by PostgreSQL {major}; making it again with {}",
                 self.install.version
@@ -537,7 +445,7 @@ impl Backend for Local {
             return Ok(());
         };
         if delete_data {
-            self.check_ours(&home)?;
+            cluster_dir::check_ours(&home)?;
         }
         let data = home.join("pgdata");
         if let Some(running) = postmaster::running(&data)? {
@@ -558,11 +466,7 @@ impl Backend for Local {
             }
         }
         if delete_data {
-            fs::remove_dir_all(&home)
-                .with_context(|| format!("cannot delete {}", home.display()))?;
-            if let Place::Private { pointer, .. } = &self.place {
-                let _ = fs::remove_file(pointer);
-            }
+            self.place.remove(&home)?;
         }
         Ok(())
     }
@@ -655,31 +559,6 @@ fn create_database_as(admin: &mut Client, database: &str, owner: &str) -> Result
     }
 }
 
-/// Removes staging directories left by an interrupted build; only marked ones, which we made.
-/// The caller holds the cluster's lock, so no build is in progress.
-fn remove_abandoned_builds(parent: &Path) -> Result<()> {
-    for entry in
-        fs::read_dir(parent).with_context(|| format!("cannot list {}", parent.display()))?
-    {
-        let path = entry?.path();
-        let is_staging = path
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with(STAGING_PREFIX));
-        if is_staging && private_dir::is_marked(&path) {
-            fs::remove_dir_all(&path)
-                .with_context(|| format!("cannot delete the abandoned {}", path.display()))?;
-        }
-    }
-    Ok(())
-}
-
-/// Replaces `path` in one step, so that a reader never sees half of it.
-fn write_atomically(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("new");
-    fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
-    fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
-}
-
 fn unprivileged_user(ctx: &Ctx) -> Result<UnprivilegedUser> {
     let name = ctx
         .cfg
@@ -702,60 +581,5 @@ fn unprivileged_user(ctx: &Ctx) -> Result<UnprivilegedUser> {
         _ => bail!(
             "running as root, and initdb refuses root, but there is no unprivileged user {name:?} to run the server: create one (useradd --system {name}), set DB_LOCAL_USER, or run as a normal user"
         ),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::os::unix::fs::{PermissionsExt, symlink};
-
-    use super::*;
-
-    fn test_cluster(state: &Path, parent: &Path) -> Local {
-        Local {
-            install: Install {
-                bin: PathBuf::new(),
-                version: "16.2".into(),
-                major: 16,
-            },
-            install_reason: String::new(),
-            place: Place::Private {
-                parent: parent.to_owned(),
-                pointer: state.join("test-cluster"),
-            },
-            durable: false,
-            run_as: None,
-            lock_file: state.join("test-cluster.lock"),
-            label: "test cluster",
-            port_setting: "POSTGRES_TEST_PORT",
-        }
-    }
-
-    #[test]
-    fn a_planted_test_cluster_directory_is_never_adopted_or_changed() {
-        let state = tempfile::tempdir().unwrap();
-        let shared = tempfile::tempdir().unwrap();
-        let cluster = test_cluster(state.path(), shared.path());
-        let point_at = |dir: &Path| {
-            fs::write(state.path().join("test-cluster"), dir.display().to_string()).unwrap()
-        };
-
-        let ours = private_dir::create(shared.path(), "xtask-test-", Owner::current()).unwrap();
-        point_at(&ours);
-        assert_eq!(cluster.existing_home().unwrap(), Some(ours.clone()));
-
-        let link = shared.path().join("planted-link");
-        symlink(&ours, &link).unwrap();
-        point_at(&link);
-        assert_eq!(cluster.existing_home().unwrap(), None);
-
-        let open = shared.path().join("planted-open");
-        fs::create_dir(&open).unwrap();
-        private_dir::mark(&open).unwrap();
-        fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
-        point_at(&open);
-        assert_eq!(cluster.existing_home().unwrap(), None);
-        let mode = fs::metadata(&open).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o777, "a planted directory was changed");
     }
 }

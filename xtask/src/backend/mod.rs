@@ -144,70 +144,52 @@ pub struct Decision {
     pub warning: Option<String>,
 }
 
-/// The `auto` rules, in order. They are documented in MIGRATIONS.md; keep the two in step.
+/// The backend that `choice` names, or the one the `auto` rules pick.
 pub fn decide(choice: BackendChoice, cfg: &Config, probe: &dyn Probe) -> Result<Decision> {
-    let explicit = |kind: BackendKind| {
-        // The flag wins over DB_BACKEND, so DB_BACKEND chose only when it names this backend.
-        let from_env = cfg
-            .lookup
-            .value("DB_BACKEND")
-            .is_some_and(|v| v.eq_ignore_ascii_case(kind.name()));
-        let how = if from_env { "DB_BACKEND" } else { "--backend" };
-        Ok(Decision {
-            kind,
-            reason: format!("chosen by {how}"),
-            warning: None,
-        })
+    let kind = match choice {
+        BackendChoice::Docker => BackendKind::Docker,
+        BackendChoice::Local => BackendKind::Local,
+        BackendChoice::External => BackendKind::External,
+        BackendChoice::Auto => return decide_auto(cfg, probe),
     };
-    match choice {
-        BackendChoice::Docker => return explicit(BackendKind::Docker),
-        BackendChoice::Local => return explicit(BackendKind::Local),
-        BackendChoice::External => return explicit(BackendKind::External),
-        BackendChoice::Auto => {}
-    }
+    // The flag wins over DB_BACKEND, so DB_BACKEND chose only when it names this backend.
+    let from_env = cfg
+        .lookup
+        .value("DB_BACKEND")
+        .is_some_and(|v| v.eq_ignore_ascii_case(kind.name()));
+    let how = if from_env { "DB_BACKEND" } else { "--backend" };
+    Ok(Decision::quiet(kind, format!("chosen by {how}")))
+}
+
+/// The `auto` rules, in order. They are documented in MIGRATIONS.md; keep the two in step.
+fn decide_auto(cfg: &Config, probe: &dyn Probe) -> Result<Decision> {
     if !cfg.host_is_local() {
-        return Ok(Decision {
-            kind: BackendKind::External,
-            reason: format!(
+        return Ok(Decision::quiet(
+            BackendKind::External,
+            format!(
                 "auto: DATABASE_URL points at the non-local host {:?}",
                 cfg.host()
             ),
-            warning: None,
-        });
+        ));
     }
     if cfg.ci && cfg.url_is_explicit() {
-        return Ok(Decision {
-            kind: BackendKind::External,
-            reason: "auto: CI is set and DATABASE_URL names the CI service".into(),
-            warning: None,
-        });
+        return Ok(Decision::quiet(
+            BackendKind::External,
+            "auto: CI is set and DATABASE_URL names the CI service".into(),
+        ));
     }
     if let Some(kind) = probe.recorded_backend() {
-        let available = match kind {
-            BackendKind::Docker => probe.docker(),
-            BackendKind::Local => probe.local(),
-            BackendKind::External => Ok(()),
-        };
-        return match available {
-            Ok(()) => Ok(Decision {
-                kind,
-                reason: format!("auto: the project's data lives in the {kind} backend"),
-                warning: None,
-            }),
-            Err(why) => bail!(
-                "the project's data lives in the {kind} backend, which is unavailable ({why}): fix that, or pass --backend to use another, empty server"
-            ),
-        };
+        return decide_recorded(kind, probe);
     }
-    let docker = probe.docker();
-    if docker.is_ok() {
-        return Ok(Decision {
-            kind: BackendKind::Docker,
-            reason: "auto: a container engine answers".into(),
-            warning: None,
-        });
-    }
-    let docker_problem = docker.unwrap_err();
+    let docker_problem = match probe.docker() {
+        Ok(()) => {
+            return Ok(Decision::quiet(
+                BackendKind::Docker,
+                "auto: a container engine answers".into(),
+            ));
+        }
+        Err(why) => why,
+    };
     match probe.local() {
         Ok(()) => Ok(Decision {
             kind: BackendKind::Local,
@@ -219,6 +201,36 @@ pub fn decide(choice: BackendChoice, cfg: &Config, probe: &dyn Probe) -> Result<
         Err(local_problem) => bail!(
             "no PostgreSQL to run: docker is not usable ({docker_problem}) and {local_problem}; install and start Docker, install the PostgreSQL server binaries (apt install postgresql, brew install postgresql@16), or set DATABASE_URL and pass --backend external"
         ),
+    }
+}
+
+/// Stays with the backend that holds the project's data, or fails: switching would silently
+/// hand the developer an empty server.
+fn decide_recorded(kind: BackendKind, probe: &dyn Probe) -> Result<Decision> {
+    let available = match kind {
+        BackendKind::Docker => probe.docker(),
+        BackendKind::Local => probe.local(),
+        BackendKind::External => Ok(()),
+    };
+    match available {
+        Ok(()) => Ok(Decision::quiet(
+            kind,
+            format!("auto: the project's data lives in the {kind} backend"),
+        )),
+        Err(why) => bail!(
+            "the project's data lives in the {kind} backend, which is unavailable ({why}): fix that, or pass --backend to use another, empty server"
+        ),
+    }
+}
+
+impl Decision {
+    /// A decision with nothing to warn about.
+    fn quiet(kind: BackendKind, reason: String) -> Decision {
+        Decision {
+            kind,
+            reason,
+            warning: None,
+        }
     }
 }
 
@@ -300,57 +312,64 @@ pub fn wait_ready(ctx: &Ctx, backend: &dyn Backend, deadline: Instant) -> Result
             .clamp(Duration::from_millis(200), Duration::from_secs(3));
         let error = match Client::connect(url, attempt_timeout) {
             Ok(client) => return Ok(client),
-            Err(e) if e.is_auth_failure() => {
-                let remedy = match backend.kind() {
-                    BackendKind::External => "fix DATABASE_URL",
-                    _ => {
-                        "fix DATABASE_URL/POSTGRES_PASSWORD, or recreate the dev database with `cargo xtask db-down --volumes`"
-                    }
-                };
-                bail!(
-                    "PostgreSQL at {} rejected the credentials ({e}): the server runs, but with another password or user; {remedy}",
-                    ctx.cfg.redacted_url()
-                )
-            }
             Err(e) if e.is_missing_database() && !created => {
                 spinner.clear();
                 backend.create_database(ctx)?;
                 created = true;
                 continue;
             }
-            Err(e @ PgError::Refused { tls, .. }) => {
-                let how = if tls { "over TLS" } else { "without TLS" };
-                bail!(
-                    "PostgreSQL at {} refused a connection {how} ({e}): {}",
-                    ctx.cfg.redacted_url(),
-                    e.remedy().unwrap_or_default()
-                )
-            }
             Err(e) => e,
         };
-        // A name that does not resolve, or a certificate that is not trusted, will not be
-        // cured by waiting: say so at once.
-        if !error.is_transient() {
-            bail!(
-                "cannot connect to {}: {error}; {}",
-                ctx.cfg.redacted_url(),
-                error.remedy().as_deref().unwrap_or("check DATABASE_URL")
-            );
-        }
-        if Instant::now() >= deadline {
-            let hint = match backend.kind() {
-                BackendKind::External => "check that the server runs and DATABASE_URL is right",
-                _ => "see `cargo xtask db-logs`, or raise --timeout",
-            };
-            bail!(
-                "PostgreSQL at {} was not ready in time; last error: {error}; {hint}",
-                ctx.cfg.redacted_url()
-            );
-        }
+        check_worth_waiting(ctx, backend.kind(), &error, deadline)?;
         spinner.tick(&error.to_string());
         std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
         pause = (pause * 2).min(Duration::from_millis(200));
     }
+}
+
+/// Fails at once, with what to do, when another attempt cannot succeed: the server rejected
+/// the login, the error is not one that waiting cures, or the deadline has passed.
+fn check_worth_waiting(
+    ctx: &Ctx,
+    kind: BackendKind,
+    error: &PgError,
+    deadline: Instant,
+) -> Result<()> {
+    let url = ctx.cfg.redacted_url();
+    if error.is_auth_failure() {
+        let remedy = match kind {
+            BackendKind::External => "fix DATABASE_URL",
+            _ => {
+                "fix DATABASE_URL/POSTGRES_PASSWORD, or recreate the dev database with `cargo xtask db-down --volumes`"
+            }
+        };
+        bail!(
+            "PostgreSQL at {url} rejected the credentials ({error}): the server runs, but with another password or user; {remedy}"
+        )
+    }
+    if let PgError::Refused { tls, .. } = error {
+        let how = if *tls { "over TLS" } else { "without TLS" };
+        bail!(
+            "PostgreSQL at {url} refused a connection {how} ({error}): {}",
+            error.remedy().unwrap_or_default()
+        )
+    }
+    // A name that does not resolve, or a certificate that is not trusted, will not be
+    // cured by waiting: say so at once.
+    if !error.is_transient() {
+        bail!(
+            "cannot connect to {url}: {error}; {}",
+            error.remedy().as_deref().unwrap_or("check DATABASE_URL")
+        );
+    }
+    if Instant::now() >= deadline {
+        let hint = match kind {
+            BackendKind::External => "check that the server runs and DATABASE_URL is right",
+            _ => "see `cargo xtask db-logs`, or raise --timeout",
+        };
+        bail!("PostgreSQL at {url} was not ready in time; last error: {error}; {hint}");
+    }
+    Ok(())
 }
 
 /// What to do when `db-status` cannot connect: the error's own remedy, or where to look.
