@@ -14,6 +14,7 @@ use anyhow::{Context, Result, bail};
 use crate::{
     backend::{BackendChoice, lifecycle::test_server},
     bins::{cargo_program, workspace_bin},
+    config::Config,
     context::Ctx,
     ui,
 };
@@ -31,6 +32,11 @@ pub struct Args {
     /// Samples per measurement of the per-test database (fewer for the slow peer approach).
     #[arg(long, default_value = "30", value_parser = parse_runs, value_name = "N")]
     pub runs: u32,
+
+    /// Measure the local backend with each of these PostgreSQL bin directories, side by side in
+    /// this one run, each in a throwaway project with its own test cluster (repeatable).
+    #[arg(long = "pg-bin", value_name = "DIR")]
+    pub pg_bins: Vec<PathBuf>,
 }
 
 fn parse_runs(raw: &str) -> Result<u32, String> {
@@ -41,6 +47,7 @@ fn parse_runs(raw: &str) -> Result<u32, String> {
 }
 
 /// One line of the table.
+#[derive(Default)]
 struct Row {
     what: String,
     runs: usize,
@@ -49,29 +56,79 @@ struct Row {
 }
 
 pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
-    let mut rows = Vec::new();
+    let (rows, versions) = if args.pg_bins.is_empty() {
+        (on_the_configured_server(ctx, choice, args.runs)?, vec![])
+    } else {
+        side_by_side(ctx, &args.pg_bins, args.runs)?
+    };
+    let table = render(&rows);
+    println!("{table}");
+    if args.markdown {
+        write_markdown(ctx, &table, args.runs, &versions)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
 
+/// Per-test databases on the server `db-test` uses, and the local backend's start-up.
+fn on_the_configured_server(ctx: &Ctx, choice: BackendChoice, runs: u32) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
     let test_ctx = test_server(ctx, choice, Duration::from_secs(60))?;
     let server = test_ctx.as_ref().unwrap_or(ctx);
     ui::info(
         "measuring per-test databases (template clone against fresh database + full migration)",
     );
-    per_test_database(server, args.runs, &mut rows)?;
-
-    match LocalScratch::new(ctx) {
+    per_test_database(server, runs, &mut rows)?;
+    match LocalScratch::new(ctx, None) {
         Some(scratch) => {
             ui::info("measuring the local backend's start-up and a no-op db-migrate");
-            local_backend(&scratch, &mut rows)?;
+            local_backend(&scratch, true, &mut rows)?;
         }
         None => ui::warn("no PostgreSQL server binaries: the local backend rows are skipped"),
     }
+    Ok(rows)
+}
 
-    let table = render(&rows);
-    println!("{table}");
-    if args.markdown {
-        write_markdown(ctx, &table, args.runs)?;
+/// The same rows for each PostgreSQL installation, each in a throwaway project (its own
+/// cluster and test cluster, deleted afterwards), interleaved so that versions sit side by side.
+fn side_by_side(ctx: &Ctx, pg_bins: &[PathBuf], runs: u32) -> Result<(Vec<Row>, Vec<String>)> {
+    let mut per_version = Vec::new();
+    let mut versions = Vec::new();
+    for (index, pg_bin) in pg_bins.iter().enumerate() {
+        let scratch = LocalScratch::new(ctx, Some(pg_bin)).with_context(|| {
+            format!(
+                "{} holds no PostgreSQL server binaries that run: pass a bin directory to --pg-bin",
+                pg_bin.display()
+            )
+        })?;
+        let scratch_ctx = scratch.ctx(ctx)?;
+        let version = crate::pg_install::choose_server(&scratch_ctx)?
+            .install
+            .version;
+        ui::info(format!(
+            "measuring PostgreSQL {version} ({})",
+            pg_bin.display()
+        ));
+        let mut rows = Vec::new();
+        let test_ctx = test_server(&scratch_ctx, BackendChoice::Local, Duration::from_secs(60))?
+            .context("the local backend has no test cluster")?;
+        per_test_database(&test_ctx, runs, &mut rows)?;
+        local_backend(&scratch, index == 0, &mut rows)?;
+        for row in &mut rows {
+            row.what = format!("PostgreSQL {version}: {}", row.what);
+        }
+        per_version.push(rows);
+        versions.push(version);
     }
-    Ok(ExitCode::SUCCESS)
+    let longest = per_version.iter().map(Vec::len).max().unwrap_or(0);
+    let mut interleaved = Vec::new();
+    for i in 0..longest {
+        for rows in &mut per_version {
+            if let Some(row) = rows.get_mut(i) {
+                interleaved.push(std::mem::take(row));
+            }
+        }
+    }
+    Ok((interleaved, versions))
 }
 
 fn per_test_database(ctx: &Ctx, runs: u32, rows: &mut Vec<Row>) -> Result<()> {
@@ -194,11 +251,22 @@ struct LocalScratch {
     port: u16,
     // Taken from the workspace build, which may have replaced the running binary's file.
     xtask: PathBuf,
+    pg_bin: Option<PathBuf>,
 }
 
 impl LocalScratch {
-    fn new(ctx: &Ctx) -> Option<LocalScratch> {
-        crate::pg_install::choose_server(ctx).ok()?;
+    /// A throwaway project on the binaries in `pg_bin`, or on those the local backend chooses.
+    fn new(ctx: &Ctx, pg_bin: Option<&Path>) -> Option<LocalScratch> {
+        let pg_bin = pg_bin.map(Path::to_path_buf);
+        let lookup = match &pg_bin {
+            Some(dir) => ctx.cfg.lookup.with_value("PG_BIN", &dir.to_string_lossy()),
+            None => ctx.cfg.lookup.clone(),
+        };
+        let probe = Ctx {
+            sh: crate::context::shell(&ctx.cfg.root).ok()?,
+            cfg: Config::from_lookup(&ctx.cfg.root, lookup).ok()?,
+        };
+        crate::pg_install::choose_server(&probe).ok()?;
         let xtask = workspace_bin(ctx, "xtask").ok()?;
         let state = tempfile::Builder::new()
             .prefix("xtask-bench-")
@@ -211,7 +279,33 @@ impl LocalScratch {
             .local_addr()
             .ok()?
             .port();
-        Some(LocalScratch { state, port, xtask })
+        Some(LocalScratch {
+            state,
+            port,
+            xtask,
+            pg_bin,
+        })
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://app:app@127.0.0.1:{}/app", self.port)
+    }
+
+    /// The settings the project's own commands see, for steps xtask takes in-process.
+    fn ctx(&self, ctx: &Ctx) -> Result<Ctx> {
+        let mut lookup = ctx
+            .cfg
+            .lookup
+            .with_value("DB_BACKEND", "local")
+            .with_value("DB_STATE_DIR", &self.state.path().to_string_lossy())
+            .with_value("DATABASE_URL", &self.url());
+        if let Some(dir) = &self.pg_bin {
+            lookup = lookup.with_value("PG_BIN", &dir.to_string_lossy());
+        }
+        Ok(Ctx {
+            sh: crate::context::shell(&ctx.cfg.root)?,
+            cfg: Config::from_lookup(&ctx.cfg.root, lookup)?,
+        })
     }
 
     fn command(&self, program: &Path, args: &[&str]) -> Command {
@@ -219,11 +313,11 @@ impl LocalScratch {
         cmd.args(args)
             .env("DB_BACKEND", "local")
             .env("DB_STATE_DIR", self.state.path())
-            .env(
-                "DATABASE_URL",
-                format!("postgres://app:app@127.0.0.1:{}/app", self.port),
-            )
+            .env("DATABASE_URL", self.url())
             .env_remove("CI");
+        if let Some(dir) = &self.pg_bin {
+            cmd.env("PG_BIN", dir);
+        }
         for name in crate::process::cargo_package_vars() {
             cmd.env_remove(name);
         }
@@ -257,7 +351,9 @@ fn time(mut cmd: Command) -> Result<f64> {
     Ok(elapsed)
 }
 
-fn local_backend(scratch: &LocalScratch, rows: &mut Vec<Row>) -> Result<()> {
+/// Start-up rows, and with `noop_migrate` the no-op `cargo xtask db-migrate` (cargo's cost,
+/// the same whichever PostgreSQL runs, so measured once).
+fn local_backend(scratch: &LocalScratch, noop_migrate: bool, rows: &mut Vec<Row>) -> Result<()> {
     const RUNS: usize = 5;
     let (mut cold, mut warm, mut running, mut noop) = (vec![], vec![], vec![], vec![]);
     for _ in 0..RUNS {
@@ -274,9 +370,11 @@ fn local_backend(scratch: &LocalScratch, rows: &mut Vec<Row>) -> Result<()> {
         cmd.current_dir(&root);
         time(cmd)
     };
-    xtask_migrate(scratch)?;
-    for _ in 0..RUNS {
-        noop.push(xtask_migrate(scratch)?);
+    if noop_migrate {
+        xtask_migrate(scratch)?;
+        for _ in 0..RUNS {
+            noop.push(xtask_migrate(scratch)?);
+        }
     }
     for (what, samples, note) in [
         (
@@ -300,6 +398,9 @@ fn local_backend(scratch: &LocalScratch, rows: &mut Vec<Row>) -> Result<()> {
             "target ≤ 1.0 s; cargo's checks included",
         ),
     ] {
+        if samples.is_empty() {
+            continue;
+        }
         rows.push(Row {
             what: what.into(),
             runs: samples.len(),
@@ -327,7 +428,7 @@ fn render(rows: &[Row]) -> String {
     out
 }
 
-fn write_markdown(ctx: &Ctx, table: &str, runs: u32) -> Result<()> {
+fn write_markdown(ctx: &Ctx, table: &str, runs: u32, versions: &[String]) -> Result<()> {
     let path = ctx.cfg.root.join(BENCHMARKS_FILE);
     let existing = fs::read_to_string(&path)
         .unwrap_or_else(|_| format!("# Benchmarks\n\n{SECTION_START}\n{SECTION_END}\n"));
@@ -342,8 +443,16 @@ fn write_markdown(ctx: &Ctx, table: &str, runs: u32) -> Result<()> {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         std::env::consts::ARCH
     );
+    let command = match versions {
+        [] => format!("`cargo xtask bench --markdown --runs {runs}`"),
+        _ => format!(
+            "`cargo xtask bench --markdown --runs {runs}{}` (PostgreSQL {})",
+            " --pg-bin …".repeat(versions.len()),
+            versions.join(", ")
+        ),
+    };
     let section = format!(
-        "{SECTION_START}\nMeasured in one run with `cargo xtask bench --markdown --runs {runs}` on {machine}; medians.\n\n{table}{SECTION_END}"
+        "{SECTION_START}\nMeasured in one run with {command} on {machine}; medians.\n\n{table}{SECTION_END}"
     );
     let updated = format!(
         "{}{section}{}",

@@ -65,6 +65,14 @@ impl Lookup {
         self.get(key).map(|(v, _)| v)
     }
 
+    /// This lookup with `key` set as if in the environment, for a step that runs on other
+    /// settings than the user's (the benchmark's throwaway projects).
+    pub fn with_value(&self, key: &str, value: &str) -> Lookup {
+        let mut changed = self.clone();
+        changed.process.insert(key.to_owned(), value.to_owned());
+        changed
+    }
+
     pub fn flag(&self, key: &str) -> bool {
         self.value(key)
             .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
