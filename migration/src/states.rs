@@ -82,8 +82,9 @@ pub async fn migration_states<M: MigratorTrait>(
         .map(|record| record.version.as_str())
         .collect();
     if !unknown.is_empty() {
+        // Rolling back cannot help: only the checkout that has them knows their `down`.
         bail!(
-            "the database has applied {} which this checkout does not have: the database is ahead of this checkout — pull, or check out the branch that has it",
+            "the database has applied {} which this checkout does not have: the database is ahead of this checkout — pull, or check out the branch that has it; for a development database, `cargo xtask db-reset` rebuilds it from this checkout's migrations (its data is lost)",
             unknown.join(", ")
         );
     }

@@ -276,20 +276,32 @@ async fn bad_requests_fail_with_one_line() {
         assert!(stderr_line(&zero).contains("-n 0"), "{args:?}");
     }
 
+    scratch.drop().await;
+}
+
+#[tokio::test]
+async fn a_database_ahead_of_the_checkout_is_refused_naming_pull_and_db_reset() {
+    let scratch = ScratchDb::create("ahead").await;
+    scratch.run_ok(&["up"]);
     let db = scratch.connect().await;
     execute(
         &db,
         "INSERT INTO seaql_migrations (version, applied_at) VALUES ('m20991231_000000_from_the_future', 0)",
     )
     .await;
-    let ahead = scratch.run(&["up"]);
-    assert!(!ahead.status.success());
-    let message = stderr_line(&ahead);
-    assert!(
-        message.contains("m20991231_000000_from_the_future"),
-        "{message}"
-    );
-    assert!(message.contains("ahead of this checkout"), "{message}");
+    for args in [&["up"][..], &["down"], &["status"]] {
+        let ahead = scratch.run(args);
+        assert!(!ahead.status.success(), "{args:?} succeeded");
+        let message = stderr_line(&ahead);
+        assert!(
+            message.contains("m20991231_000000_from_the_future"),
+            "{message}"
+        );
+        assert!(message.contains("ahead of this checkout"), "{message}");
+        assert!(message.contains("pull"), "{message}");
+        // A development database can simply start over from this checkout's migrations.
+        assert!(message.contains("`cargo xtask db-reset`"), "{message}");
+    }
 
     db.close().await.ok();
     scratch.drop().await;

@@ -136,8 +136,16 @@ fn per_test_database(ctx: &Ctx, runs: u32, rows: &mut Vec<Row>) -> Result<()> {
     for n in [1, 50, 200] {
         for (metric, label) in [
             ("clone", "per-test database: pooled clone claimed + connect"),
+            (
+                "whole",
+                "per-test database: whole test (claim + connect + drop and refill)",
+            ),
             ("ondemand", "per-test database: on-demand clone + connect"),
             ("peer", "per-test database: fresh + full migrate (peer)"),
+            (
+                "peer_whole",
+                "per-test database: whole test of the peer (+ close and drop)",
+            ),
             ("floor", "server's CREATE DATABASE … TEMPLATE (floor)"),
         ] {
             let Some(found) = report.find(metric, n) else {
@@ -240,6 +248,14 @@ impl DbBench {
                 "{:.1}× the pooled claim (target ≥ 10× at 200)",
                 median / self.median_of("clone", n)
             ),
+            "whole" => format!(
+                "{:.2}× the 1-migration whole test (target ≤ 1.2×)",
+                median / self.median_of("whole", 1)
+            ),
+            "peer_whole" => format!(
+                "{:.1}× our whole test (target ≥ 20× at 200)",
+                median / self.median_of("whole", n)
+            ),
             _ => String::new(),
         }
     }
@@ -318,7 +334,7 @@ impl LocalScratch {
         if let Some(dir) = &self.pg_bin {
             cmd.env("PG_BIN", dir);
         }
-        for name in crate::process::cargo_package_vars() {
+        for name in dbops_common::cargo_env::package_vars() {
             cmd.env_remove(name);
         }
         cmd

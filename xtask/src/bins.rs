@@ -23,9 +23,9 @@ pub fn cargo_program() -> String {
 }
 
 /// A cargo command without the per-package variables `cargo run` set for xtask itself
-/// (see [`process::cargo_package_vars`]), so that it builds exactly as a plain `cargo` would.
+/// (see [`dbops_common::cargo_env::package_vars`]), so that it builds exactly as a plain `cargo` would.
 pub fn cargo(sh: &xshell::Shell) -> xshell::Cmd<'_> {
-    process::cargo_package_vars()
+    dbops_common::cargo_env::package_vars()
         .into_iter()
         .fold(sh.cmd(cargo_program()), |cmd, name| cmd.env_remove(name))
 }
@@ -96,12 +96,40 @@ fn executables(messages: &str) -> HashMap<String, PathBuf> {
         .collect()
 }
 
-/// Runs the `migration` binary against the configured database, from `dir`.
-pub fn run_in(ctx: &Ctx, dir: &Path, args: &[&str]) -> Result<()> {
-    run_with_url(ctx, dir, ctx.cfg.url.as_str(), args)
+/// What the `migration` binary's standard output is to the user; its standard error, where
+/// its errors and warnings go, is always shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stdout {
+    /// What the user asked to see (`status`, a dry run's SQL): shown even with `-q`.
+    Result,
+    /// Progress lines (`applied …`, `rolled back …`): status lines like xtask's own, so `-q`
+    /// silences them.
+    Progress,
+    /// Lines about something the user did not ask about, such as `db-dump`'s scratch
+    /// database: shown only with `-v`.
+    Detail,
 }
 
-pub fn run_with_url(ctx: &Ctx, dir: &Path, url: &str, args: &[&str]) -> Result<()> {
+impl Stdout {
+    /// `cmd` with its standard output sent to /dev/null unless `-q` (`quiet`) or `-v`
+    /// (`verbose`) shows it.
+    fn apply(self, mut cmd: xshell::Cmd<'_>, quiet: bool, verbose: bool) -> xshell::Cmd<'_> {
+        let shown = match self {
+            Stdout::Result => true,
+            Stdout::Progress => !quiet,
+            Stdout::Detail => verbose,
+        };
+        cmd.set_ignore_stdout(!shown);
+        cmd
+    }
+}
+
+/// Runs the `migration` binary against the configured database, from `dir`.
+pub fn run_in(ctx: &Ctx, dir: &Path, args: &[&str], stdout: Stdout) -> Result<()> {
+    run_with_url(ctx, dir, ctx.cfg.url.as_str(), args, stdout)
+}
+
+pub fn run_with_url(ctx: &Ctx, dir: &Path, url: &str, args: &[&str], stdout: Stdout) -> Result<()> {
     let migration = workspace_bin(ctx, "migration")?;
     let _dir = ctx.sh.push_dir(dir);
     let cmd = ctx
@@ -112,11 +140,17 @@ pub fn run_with_url(ctx: &Ctx, dir: &Path, url: &str, args: &[&str]) -> Result<(
         .env("DATABASE_URL", crate::tls::url_for_sqlx(url))
         .quiet();
     ui::debug(format!("$ {} (in {})", cmd, dir.display()));
-    process::run_passthrough(cmd)
+    process::run_passthrough(stdout.apply(cmd, ui::is_quiet(), ui::is_verbose()))
 }
 
+/// Runs the `migration` binary against the configured database; its output is the result.
 pub fn run(ctx: &Ctx, args: &[&str]) -> Result<()> {
-    run_in(ctx, &ctx.cfg.root, args)
+    run_in(ctx, &ctx.cfg.root, args, Stdout::Result)
+}
+
+/// Runs the `migration` binary to change the schema; `-q` silences its progress lines.
+pub fn run_progress(ctx: &Ctx, args: &[&str]) -> Result<()> {
+    run_in(ctx, &ctx.cfg.root, args, Stdout::Progress)
 }
 
 #[cfg(test)]
@@ -135,5 +169,34 @@ mod tests {
             found["migration"],
             PathBuf::from("/w/target/debug/migration")
         );
+    }
+
+    /// What a child writes on stdout, and on stderr, through `stdout.apply` at this verbosity.
+    fn through(stdout: Stdout, quiet: bool, verbose: bool) -> (String, String) {
+        let sh = xshell::Shell::new().unwrap();
+        let cmd = xshell::cmd!(sh, "sh -c 'echo applied m1; echo error: boom >&2'");
+        let output = std::process::Command::from(stdout.apply(cmd, quiet, verbose))
+            .output()
+            .unwrap();
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        (text(&output.stdout), text(&output.stderr))
+    }
+
+    #[test]
+    fn quiet_silences_progress_and_scratch_lines_but_never_errors_or_results() {
+        // (stdout kind, -q, -v) => shown on stdout
+        let cases = [
+            (Stdout::Progress, false, false, true),
+            (Stdout::Progress, true, false, false),
+            (Stdout::Result, true, false, true),
+            (Stdout::Detail, false, false, false),
+            (Stdout::Detail, false, true, true),
+        ];
+        for (stdout, quiet, verbose, shown) in cases {
+            let (out, err) = through(stdout, quiet, verbose);
+            let expected = if shown { "applied m1\n" } else { "" };
+            assert_eq!(out, expected, "{stdout:?} quiet={quiet} verbose={verbose}");
+            assert_eq!(err, "error: boom\n", "errors always show");
+        }
     }
 }

@@ -17,15 +17,9 @@ pub struct Args {
     pub volumes: bool,
 }
 
+/// Says in one line what it stopped, or that the server was already stopped, or that there
+/// was nothing to stop.
 pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
-    let selected = stop(ctx, choice, args.volumes)?;
-    if args.volumes {
-        ui::info(format!(
-            "stopped, and deleted the {} backend's data",
-            selected.kind()
-        ));
-    } else {
-        ui::info("stopped; the data is kept (`db-down --volumes` deletes it)");
-    }
+    ui::info(stop(ctx, choice, args.volumes)?);
     Ok(ExitCode::SUCCESS)
 }

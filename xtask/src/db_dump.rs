@@ -7,7 +7,7 @@ use xshell::cmd;
 
 use crate::{
     backend::{BackendChoice, lifecycle::ensure_up},
-    bins,
+    bins::{self, Stdout},
     context::Ctx,
     pg::{self, Client},
     ui,
@@ -81,7 +81,11 @@ fn dump_migrated(
     scratch: &str,
 ) -> Result<String> {
     let url = ctx.cfg.url_for_database(scratch);
-    bins::run_with_url(ctx, &ctx.cfg.root, url.as_str(), &["up"])?;
+    // Its `applied …` lines would read as if the user's database had changed: -v only.
+    ui::debug(format!(
+        "applying the migrations to the scratch database {scratch:?}"
+    ));
+    bins::run_with_url(ctx, &ctx.cfg.root, url.as_str(), &["up"], Stdout::Detail)?;
     ready
         .selected
         .backend

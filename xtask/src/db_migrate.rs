@@ -42,6 +42,11 @@ pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
     if args.accept_changed {
         command.push("--accept-changed");
     }
-    bins::run(ctx, &command)?;
+    if args.dry_run {
+        // The SQL is what the user asked for: shown even with -q.
+        bins::run(ctx, &command)?;
+    } else {
+        bins::run_progress(ctx, &command)?;
+    }
     Ok(ExitCode::SUCCESS)
 }

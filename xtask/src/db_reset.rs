@@ -36,6 +36,6 @@ pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
         "dropped everything in database {:?}",
         ctx.cfg.database
     ));
-    bins::run(ctx, &["up"])?;
+    bins::run_progress(ctx, &["up"])?;
     Ok(ExitCode::SUCCESS)
 }

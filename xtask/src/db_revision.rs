@@ -16,15 +16,57 @@ pub struct Args {
 pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode> {
     let name = migration_name(&args.message)?;
     let migration_dir = ctx.cfg.root.join("migration");
+    let lib_before = prepare(&migration_dir, &name)?;
+    let before = migration_files(&migration_dir)?;
+    bins::run_in(
+        ctx,
+        &migration_dir,
+        &["generate", &name],
+        bins::Stdout::Progress,
+    )?;
+    let file = finish(&migration_dir, &before, &lib_before)?;
+    ui::info(format!(
+        "created migration/src/{file} and registered it in migration/src/lib.rs"
+    ));
+    ui::info("write its `up` and `down`, then run `cargo xtask db-migrate`");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Before the generator runs: `lib.rs` must be safe for it to edit, and no migration may have
+/// `name` already. Returns `lib.rs` as it is.
+fn prepare(migration_dir: &Path, name: &str) -> Result<String> {
     let lib = migration_dir.join("src/lib.rs");
     let lib_text =
         fs::read_to_string(&lib).with_context(|| format!("cannot read {}", lib.display()))?;
     check_editable(&lib_text)
         .with_context(|| format!("the generator cannot safely edit {}", lib.display()))?;
+    refuse_reused_name(&lib_text, &migration_files(migration_dir)?, name)?;
+    Ok(lib_text)
+}
 
-    let before = migration_files(&migration_dir)?;
-    bins::run_in(ctx, &migration_dir, &["generate", &name])?;
-    let created: Vec<_> = migration_files(&migration_dir)?
+/// Refuses a second migration named `name`, whether registered in `lib` or only a file. The
+/// same message twice is almost always the same command run again (shell history, a retry), and
+/// two files differing only in their timestamps leave the user to guess which one to fill in,
+/// while the other is applied as a no-op. Rails' generator refuses likewise; a new change
+/// under the same words only needs a more specific message.
+fn refuse_reused_name(lib: &str, files: &[String], name: &str) -> Result<()> {
+    let existing = module_names(lib)
+        .into_iter()
+        .chain(files.iter().map(|file| file.trim_end_matches(".rs")))
+        // mYYYYMMDD_HHMMSS_ is 17 ASCII bytes (checked by `module_names`).
+        .find(|module| module.get(17..) == Some(name));
+    if let Some(module) = existing {
+        bail!(
+            "a migration named {name:?} already exists (migration/src/{module}.rs): edit that one if it has not been applied anywhere else yet, or describe the new change differently with -m"
+        );
+    }
+    Ok(())
+}
+
+/// After the generator ran: writes our template into the one file it created (not among
+/// `before`) and returns that file's name.
+fn finish(migration_dir: &Path, before: &[String], lib_before: &str) -> Result<String> {
+    let created: Vec<_> = migration_files(migration_dir)?
         .into_iter()
         .filter(|f| !before.contains(f))
         .collect();
@@ -38,11 +80,32 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode> {
     let path = migration_dir.join("src").join(file);
     fs::write(&path, template(module))
         .with_context(|| format!("cannot write {}", path.display()))?;
-    ui::info(format!(
-        "created migration/src/{file} and registered it in migration/src/lib.rs"
-    ));
-    ui::info("write its `up` and `down`, then run `cargo xtask db-migrate`");
-    Ok(ExitCode::SUCCESS)
+    if migrations_are_public(lib_before) {
+        make_public(&migration_dir.join("src/lib.rs"), module)?;
+    }
+    Ok(file.clone())
+}
+
+/// Whether the migrations `lib` declares are `pub mod`, as the last one is.
+fn migrations_are_public(lib: &str) -> bool {
+    lib.lines()
+        .rfind(|line| !module_names(line).is_empty())
+        .is_some_and(|line| line.trim_start().starts_with("pub "))
+}
+
+/// The generator always writes `mod {module};`; declares it `pub mod` like the others instead.
+fn make_public(lib: &Path, module: &str) -> Result<()> {
+    let text = fs::read_to_string(lib).with_context(|| format!("cannot read {}", lib.display()))?;
+    let private = format!("\nmod {module};\n");
+    if !text.contains(&private) {
+        ui::warn(format!(
+            "the generator did not declare `mod {module};` where expected: declare it `pub mod {module};` in {} like the others",
+            lib.display()
+        ));
+        return Ok(());
+    }
+    let public = text.replacen(&private, &format!("\npub mod {module};\n"), 1);
+    fs::write(lib, public).with_context(|| format!("cannot write {}", lib.display()))
 }
 
 /// "Add user table" becomes `add_user_table`; the generator adds the timestamp.
@@ -186,6 +249,81 @@ mod tests {
     }
 
     const GOOD: &str = "pub use sea_orm_migration::prelude::*;\n\nmod m20261124_120000_create_projects;\nmod m20261125_080000_add_users;\n\npub struct Migrator;\n\n#[async_trait::async_trait]\nimpl MigratorTrait for Migrator {\n    fn migrations() -> Vec<Box<dyn MigrationTrait>> {\n        vec![\n            Box::new(m20261124_120000_create_projects::Migration),\n            Box::new(m20261125_080000_add_users::Migration),\n        ]\n    }\n}\n";
+
+    /// The real `lib.rs`'s shape: its migrations are `pub mod`, so tests can name them.
+    const PUBLIC: &str = "pub use sea_orm_migration::prelude::*;\n\npub mod checksum;\n\npub mod m20261124_120000_create_projects;\n\npub struct Migrator;\n\n#[async_trait::async_trait]\nimpl MigratorTrait for Migrator {\n    fn migrations() -> Vec<Box<dyn MigrationTrait>> {\n        vec![Box::new(m20261124_120000_create_projects::Migration)]\n    }\n}\n";
+
+    const NEW: &str = "m20261202_184807_add_user_table";
+
+    /// What SeaORM's generator (sea-orm-cli 2.0.4, `migration generate add_user_table`) makes
+    /// of `lib`: a plain `mod` line after the last migration's, and the list rewritten.
+    fn generated(lib: &str) -> String {
+        let last = module_names(lib).last().copied().unwrap().to_owned();
+        let line_end = lib.find(&format!("{last};\n")).unwrap() + last.len() + 2;
+        let mut out = lib.to_owned();
+        out.insert_str(line_end, &format!("mod {NEW};\n"));
+        let start = out.find("vec![").unwrap();
+        let end = start + out[start..].find("]\n").unwrap() + 2;
+        let mut list = String::from("vec![\n");
+        for module in module_names(lib).into_iter().chain([NEW]) {
+            list.push_str(&format!("            Box::new({module}::Migration),\n"));
+        }
+        list.push_str("        ]\n");
+        out.replace_range(start..end, &list);
+        out
+    }
+
+    /// A migration crate in a temporary directory: `src/lib.rs` and a file per migration.
+    fn crate_dir(lib: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        fs::create_dir(&src).unwrap();
+        fs::write(src.join("lib.rs"), lib).unwrap();
+        for module in module_names(lib) {
+            fs::write(src.join(format!("{module}.rs")), "").unwrap();
+        }
+        dir
+    }
+
+    /// Runs `finish` on `lib` after a simulated generator run; returns the new `lib.rs`.
+    fn register(lib: &str) -> String {
+        let dir = crate_dir(lib);
+        let before = migration_files(dir.path()).unwrap();
+        fs::write(dir.path().join("src/lib.rs"), generated(lib)).unwrap();
+        fs::write(dir.path().join(format!("src/{NEW}.rs")), "todo!()").unwrap();
+        let file = finish(dir.path(), &before, lib).unwrap();
+        assert_eq!(file, format!("{NEW}.rs"));
+        let written = fs::read_to_string(dir.path().join("src").join(&file)).unwrap();
+        assert!(
+            written.contains("impl MigrationTrait for Migration"),
+            "{written}"
+        );
+        fs::read_to_string(dir.path().join("src/lib.rs")).unwrap()
+    }
+
+    #[test]
+    fn a_new_migration_is_declared_like_the_existing_ones() {
+        let public = register(PUBLIC);
+        assert!(public.contains(&format!("\npub mod {NEW};\n")), "{public}");
+        check_editable(&public).unwrap();
+
+        let private = register(GOOD);
+        assert!(private.contains(&format!("\nmod {NEW};\n")), "{private}");
+        check_editable(&private).unwrap();
+    }
+
+    #[test]
+    fn a_message_used_before_is_refused_naming_the_migration() {
+        let dir = crate_dir(GOOD);
+        let err = format!("{:#}", prepare(dir.path(), "add_users").unwrap_err());
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("m20261125_080000_add_users"), "{err}");
+        // Only the whole name counts, and a file the list does not register counts too.
+        prepare(dir.path(), "add_user").unwrap();
+        fs::write(dir.path().join("src/m20261126_090000_add_teams.rs"), "").unwrap();
+        let err = format!("{:#}", prepare(dir.path(), "add_teams").unwrap_err());
+        assert!(err.contains("m20261126_090000_add_teams"), "{err}");
+    }
 
     #[test]
     fn standard_lib_is_editable() {

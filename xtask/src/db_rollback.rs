@@ -40,6 +40,6 @@ pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
     if args.accept_changed {
         command.push("--accept-changed");
     }
-    bins::run(ctx, &command)?;
+    bins::run_progress(ctx, &command)?;
     Ok(ExitCode::SUCCESS)
 }

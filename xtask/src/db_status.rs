@@ -22,6 +22,12 @@ pub struct Args {
 pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
     let selected = backend::select(ctx, choice)?;
     selected.announce(ctx);
+    // Whatever else answers on the port is not this backend's server: never describe it.
+    if let Some(down) = selected.backend.not_running(ctx)? {
+        println!("reachable: no ({})", down.why);
+        ui::info(down.remedy);
+        return Ok(unreachable(&args));
+    }
     match Client::connect(&ctx.cfg.url, Duration::from_secs(3)) {
         Ok(mut client) => {
             selected.backend.check_identity(ctx, &mut client)?;
@@ -30,11 +36,7 @@ pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
         Err(error) => {
             println!("reachable: no ({error})");
             ui::info(backend::unreachable_hint(&error, selected.kind()));
-            return Ok(if args.check {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            });
+            return Ok(unreachable(&args));
         }
     }
     let command: &[&str] = if args.check {
@@ -44,4 +46,13 @@ pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
     };
     bins::run(ctx, command)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// An unreachable server fails the run only under `--check`.
+fn unreachable(args: &Args) -> ExitCode {
+    if args.check {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }

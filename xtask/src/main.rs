@@ -109,7 +109,7 @@ enum Command {
     DbRevision(db_revision::Args),
     /// Run the whole test suite, each test on its own migrated database.
     #[command(
-        after_help = "Examples:\n  cargo xtask db-test\n  cargo xtask db-test -- projects   # arguments go to the test runner"
+        after_help = "Examples:\n  cargo xtask db-test\n  cargo xtask db-test -- -E 'binary(projects_crud)'   # one test file; arguments go to the test runner"
     )]
     DbTest(db_test::Args),
     /// Measure per-test databases, local start-up and no-op migrations, and print a table.

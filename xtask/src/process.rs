@@ -35,26 +35,6 @@ impl ChildFailed {
     }
 }
 
-/// The variables `cargo run` sets for the package it runs (xtask), which a cargo started by
-/// xtask would inherit. Build scripts declare some of them with `rerun-if-env-changed` (ring's
-/// names `CARGO_PKG_NAME`), so leaving them in makes every switch between `cargo xtask …` and
-/// a plain `cargo test` rebuild those crates. `CARGO` itself stays: it names the toolchain.
-pub fn cargo_package_vars() -> Vec<String> {
-    const EXACT: [&str; 7] = [
-        "CARGO_MANIFEST_DIR",
-        "CARGO_MANIFEST_PATH",
-        "CARGO_CRATE_NAME",
-        "CARGO_BIN_NAME",
-        "CARGO_PRIMARY_PACKAGE",
-        "CARGO_TARGET_TMPDIR",
-        "CARGO_RUSTC_CURRENT_DIR",
-    ];
-    std::env::vars_os()
-        .filter_map(|(name, _)| name.into_string().ok())
-        .filter(|name| name.starts_with("CARGO_PKG_") || EXACT.contains(&name.as_str()))
-        .collect()
-}
-
 /// Runs `cmd` with inherited stdin, stdout and stderr.
 pub fn run_passthrough(cmd: xshell::Cmd<'_>) -> Result<()> {
     let shown = cmd.to_string();
@@ -77,6 +57,8 @@ pub fn run_redacted(cmd: xshell::Cmd<'_>) -> Result<()> {
         .spawn()
         .with_context(|| format!("cannot run {shown}"))?;
     let mut reader = BufReader::new(child.stdout.take().context("no output to read")?);
+    // Whatever the program, a pipe or NO_COLOR gets no colour codes.
+    let colour = ui::stdout_colour();
     let mut stdout = std::io::stdout().lock();
     let mut line = Vec::new();
     while reader
@@ -85,6 +67,11 @@ pub fn run_redacted(cmd: xshell::Cmd<'_>) -> Result<()> {
         > 0
     {
         let text = String::from_utf8_lossy(&line);
+        let text = if colour {
+            text
+        } else {
+            ui::strip_ansi(&text).into()
+        };
         // A closed pipe (`| head`) ends the listing; it is not an error.
         if writeln!(stdout, "{}", redact_log_line(text.trim_end_matches('\n'))).is_err() {
             let _ = child.kill();

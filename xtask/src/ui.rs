@@ -23,6 +23,36 @@ pub fn is_quiet() -> bool {
     VERBOSITY.load(Ordering::Relaxed) == 0
 }
 
+/// Whether colour codes may go to stdout: it is a terminal and `NO_COLOR` is unset or empty
+/// (<https://no-color.org>).
+pub fn stdout_colour() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// `text` without ANSI escape sequences: CSI (`ESC [`, parameters, a final byte `@`–`~`) and
+/// the others (`ESC`, intermediates ` `–`/`, a final byte `0`–`~`, e.g. `ESC ( B`).
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\x1b' {
+            out.push(c);
+            continue;
+        }
+        let finals = match chars.next() {
+            Some('[') => '@'..='~',
+            Some(' '..='/') => '0'..='~',
+            _ => continue,
+        };
+        for c in chars.by_ref() {
+            if finals.contains(&c) {
+                break;
+            }
+        }
+    }
+    out
+}
+
 /// A status line; every line passes through URL redaction.
 pub fn info(message: impl AsRef<str>) {
     if !is_quiet() {
@@ -105,5 +135,15 @@ impl Spinner {
 impl Drop for Spinner {
     fn drop(&mut self) {
         self.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn colour_codes_are_stripped_and_text_is_kept() {
+        let coloured = "\x1b[36mpostgres_1  |\x1b[0m LOG:  ready \x1b[1;31mé\x1b[0m\x1b(B";
+        assert_eq!(super::strip_ansi(coloured), "postgres_1  | LOG:  ready é");
+        assert_eq!(super::strip_ansi("plain [36m"), "plain [36m");
     }
 }

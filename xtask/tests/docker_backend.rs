@@ -138,7 +138,24 @@ fn lifecycle_keeps_data_until_volumes_are_deleted() {
         project
             .psql("INSERT INTO projects (name) VALUES ('kept through down')")
             .assert_success();
-        project.xtask(&["db-down"]).assert_success();
+        let down = project.xtask(&["db-down"]);
+        down.assert_success();
+        assert!(
+            down.stderr
+                .contains("stopped the postgres container; the data is kept"),
+            "{label}: {}",
+            down.stderr
+        );
+        // A second db-down finds nothing running and says so, not "stopped".
+        let again = project.xtask(&["db-down"]);
+        again.assert_success();
+        assert!(
+            again
+                .stderr
+                .contains("already stopped: no server was running"),
+            "{label}: {}",
+            again.stderr
+        );
         project.xtask(&["db-up"]).assert_success();
         let kept = project.psql("SELECT name FROM projects");
         kept.assert_success();

@@ -102,7 +102,9 @@ fn a_new_revision_compiles_registers_and_applies() {
     let module = lib
         .lines()
         .filter_map(|l| {
-            l.trim()
+            let l = l.trim();
+            l.strip_prefix("pub ")
+                .unwrap_or(l)
                 .strip_prefix("mod ")
                 .and_then(|m| m.strip_suffix(';'))
         })

@@ -30,11 +30,7 @@ fn verify_full(ca: &std::path::Path) -> String {
 fn assert_ready(run: &Run) {
     run.assert_success();
     assert!(run.stderr.contains("ready: PostgreSQL"), "{}", run.stderr);
-    assert!(
-        !run.all().contains(PASSWORD),
-        "password printed:\n{}",
-        run.all()
-    );
+    run.assert_no_password();
 }
 
 #[test]
@@ -130,7 +126,7 @@ fn db_migrate_and_status_work_over_tls() {
     let full = external(&server, "localhost", &verify_full(&server.ca));
     let migrate = full.xtask(&["db-migrate", "--timeout", "20"]);
     migrate.assert_success();
-    assert!(!migrate.all().contains(PASSWORD), "{}", migrate.all());
+    migrate.assert_no_password();
     full.xtask(&["db-status", "--check"]).assert_success();
     let require = external(&server, "localhost", "sslmode=require");
     let status = require.xtask(&["db-status", "--check"]);

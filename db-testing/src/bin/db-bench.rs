@@ -6,9 +6,12 @@
 //! * `clone`: claim a ready clone from the pool and connect, as `TestDb::new` does; the pool is
 //!   topped up between claims by the drop of the previous database, as in a real run, and only
 //!   the claim and connect are timed;
+//! * `whole`: what a test waits for from the start of `TestDb::new` to the return of its drop
+//!   (claim, connect, then the drop: dropping the database and cloning its replacement);
 //! * `ondemand`: `CREATE DATABASE … TEMPLATE` plus connect, what a test waits for without a pool;
 //! * `floor`: the server's own `CREATE DATABASE … TEMPLATE`;
-//! * `peer`: a fresh database plus a full `Migrator::up`, as `#[sqlx::test]`-style helpers do.
+//! * `peer`: a fresh database plus a full `Migrator::up`, as `#[sqlx::test]`-style helpers do;
+//!   `peer_whole` adds closing and dropping it, the peer's whole test.
 //!
 //! Output is one tab-separated line per result, `result <metric> <migrations> <median ms> <runs>`,
 //! after `info strategy <name> fsync=<on|off>`. The first argument sets the runs (default 30).
@@ -137,6 +140,7 @@ async fn bench<const N: usize>(
     let mut floor = Vec::new();
     let mut ondemand = Vec::new();
     let mut clone = Vec::new();
+    let mut whole = Vec::new();
     for i in 0..runs {
         let name = format!("{BENCH_BASE_NAME}_test_floor_{N}_{i}");
         let started = Instant::now();
@@ -161,17 +165,20 @@ async fn bench<const N: usize>(
                 "run {i} with {N} migrations found the pool empty, so `clone` would time an on-demand clone: check the server's log"
             ));
         }
-        // Drops the database and clones its replacement, outside the timed part.
+        // Drops the database and clones its replacement: part of the whole test, not the claim.
         drop(test_db);
+        whole.push(started.elapsed().as_secs_f64() * 1000.0);
     }
 
-    let peer = peer_samples::<N>(admin, server, peer_runs.max(1)).await?;
+    let (peer, peer_whole) = peer_samples::<N>(admin, server, peer_runs.max(1)).await?;
 
     for (metric, samples) in [
         ("floor", &floor),
         ("clone", &clone),
+        ("whole", &whole),
         ("ondemand", &ondemand),
         ("peer", &peer),
+        ("peer_whole", &peer_whole),
     ] {
         println!(
             "result\t{metric}\t{N}\t{:.2}\t{}",
@@ -182,13 +189,14 @@ async fn bench<const N: usize>(
     Ok(())
 }
 
-/// Milliseconds of `runs` fresh databases migrated from empty, as `#[sqlx::test]`-style helpers do.
+/// Milliseconds of `runs` fresh databases migrated from empty, as `#[sqlx::test]`-style helpers
+/// do: until the migrated database is ready, and until it is dropped again.
 async fn peer_samples<const N: usize>(
     admin: &DatabaseConnection,
     server: &Url,
     runs: usize,
-) -> Result<Vec<f64>, String> {
-    let mut peer = Vec::new();
+) -> Result<(Vec<f64>, Vec<f64>), String> {
+    let (mut peer, mut peer_whole) = (Vec::new(), Vec::new());
     for i in 0..runs {
         let name = format!("{BENCH_BASE_NAME}_test_peer_{N}_{i}");
         let started = Instant::now();
@@ -200,8 +208,9 @@ async fn peer_samples<const N: usize>(
         peer.push(started.elapsed().as_secs_f64() * 1000.0);
         conn.close().await.map_err(|e| e.to_string())?;
         exec(admin, &format!("DROP DATABASE {name}")).await?;
+        peer_whole.push(started.elapsed().as_secs_f64() * 1000.0);
     }
-    Ok(peer)
+    Ok((peer, peer_whole))
 }
 
 async fn connect(server: &Url, database: &str) -> Result<DatabaseConnection, String> {

@@ -45,6 +45,14 @@ impl CrateCopy {
                 "[[bin]]\nname = \"migration\"",
                 &format!("[[bin]]\nname = \"{COPY_PACKAGE}\""),
                 1,
+            )
+            // The workspace's feature set for the dependencies (workspace-hack/Cargo.toml), so
+            // that the copy reuses what this build compiled instead of building sqlx and
+            // sea-orm again with the fewer features one crate alone would ask for.
+            .replacen(
+                "[dependencies]\n",
+                "[dependencies]\nworkspace-hack.workspace = true\n",
+                1,
             );
         fs::write(copy_dir.join("Cargo.toml"), manifest).expect("write the copy's manifest");
 
@@ -99,7 +107,8 @@ impl CrateCopy {
             Some(other) => other.to_owned(),
         };
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let output = Command::new(cargo)
+        let mut command = Command::new(cargo);
+        command
             .args([
                 "build",
                 "--offline",
@@ -111,9 +120,13 @@ impl CrateCopy {
             ])
             .arg("--manifest-path")
             .arg(self.root.path().join("Cargo.toml"))
-            .env("CARGO_TARGET_DIR", target_dir)
-            .output()
-            .expect("cargo runs");
+            .env("CARGO_TARGET_DIR", target_dir);
+        // `cargo test` set this crate's CARGO_PKG_* for the test; a build that inherited them
+        // would rebuild what depends on them (ring) for the copy, and again for this workspace.
+        for name in dbops_common::cargo_env::package_vars() {
+            command.env_remove(name);
+        }
+        let output = command.output().expect("cargo runs");
         assert!(
             output.status.success(),
             "building the copy failed: {}",

@@ -11,14 +11,19 @@ use anyhow::{Context, Result, bail};
 use xshell::cmd;
 
 use super::{
-    Backend, BackendKind,
-    shared::{port_is_taken, port_taken_error},
+    Backend, BackendKind, DockerProblem, NotRunning,
+    shared::{Halt, port_is_taken, port_taken_error},
 };
 use crate::context::Ctx;
 use crate::process::{output, stderr_line};
 use crate::{process, ui};
 
 const SERVICE: &str = "postgres";
+
+/// The service's data volume in `docker-compose.yml`.
+const VOLUME: &str = "pgdata";
+
+const ENGINE_REMEDY: &str = "start Docker (or podman), or use --backend local";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flavor {
@@ -171,22 +176,46 @@ impl Docker {
             .env("POSTGRES_IMAGE", &cfg.image)
     }
 
-    /// The engine answers and the image is present or can be pulled.
-    pub fn check_usable(&self, ctx: &Ctx) -> Result<()> {
-        self.check_engine(ctx)?;
+    /// The engine answers and the image is present or can be pulled; if not, which of the two.
+    pub fn check_usable(&self, ctx: &Ctx) -> Result<(), DockerProblem> {
+        self.check_engine(ctx)
+            .map_err(|e| DockerProblem::Engine(format!("{e:#}")))?;
         self.ensure_image(ctx, false)
+            .map_err(|e| DockerProblem::Image(format!("{e:#}")))
     }
 
     fn check_engine(&self, ctx: &Ctx) -> Result<()> {
+        match self.engine_silence(ctx)? {
+            None => Ok(()),
+            Some(why) => bail!("{why}: {ENGINE_REMEDY}"),
+        }
+    }
+
+    /// Why the engine's daemon does not answer, or `None` when it does.
+    fn engine_silence(&self, ctx: &Ctx) -> Result<Option<String>> {
         let engine = &self.engine_program;
         let info = output(cmd!(ctx.sh, "{engine} info"))?;
-        if info.status.success() {
-            return Ok(());
+        Ok((!info.status.success()).then(|| {
+            format!(
+                "the container engine's daemon does not answer ({})",
+                stderr_line(&info)
+            )
+        }))
+    }
+
+    /// Whether the compose project's data volume exists, found by the labels compose gives it.
+    pub fn holds_data(&self, ctx: &Ctx) -> Result<bool> {
+        let engine = &self.engine_program;
+        let project = format!("label=com.docker.compose.project={}", self.project);
+        let volume = format!("label=com.docker.compose.volume={VOLUME}");
+        let out = output(cmd!(
+            ctx.sh,
+            "{engine} volume ls --quiet --filter {project} --filter {volume}"
+        ))?;
+        if !out.status.success() {
+            bail!("cannot list the engine's volumes: {}", stderr_line(&out));
         }
-        let why = stderr_line(&info);
-        bail!(
-            "the container engine's daemon does not answer ({why}): start Docker (or podman), or use --backend local"
-        )
+        Ok(!String::from_utf8_lossy(&out.stdout).trim().is_empty())
     }
 
     /// With `advise`, the error says what to do; `auto` words its own fallback instead.
@@ -320,7 +349,37 @@ impl Backend for Docker {
         Ok(true)
     }
 
-    fn stop(&self, ctx: &Ctx, delete_data: bool) -> Result<()> {
+    fn not_running(&self, ctx: &Ctx) -> Result<Option<NotRunning>> {
+        if let Some(why) = self.engine_silence(ctx)? {
+            return Ok(Some(NotRunning {
+                why,
+                remedy: ENGINE_REMEDY.into(),
+            }));
+        }
+        if self.is_running(ctx)?.is_some() {
+            return Ok(None);
+        }
+        let why = format!(
+            "no postgres container of compose project {:?} is running",
+            self.project
+        );
+        let port = ctx.cfg.port;
+        Ok(Some(if port_is_taken(port) {
+            NotRunning {
+                why: format!("{why}; another program holds port {port}"),
+                remedy: "stop that program or choose another POSTGRES_PORT, then start the container with `cargo xtask db-up --backend docker`".into(),
+            }
+        } else {
+            NotRunning {
+                why,
+                remedy: "start it with `cargo xtask db-up --backend docker`".into(),
+            }
+        }))
+    }
+
+    fn stop(&self, ctx: &Ctx, delete_data: bool) -> Result<Halt> {
+        // Asked before `down`, which removes the container whether it ran or not.
+        let was_running = self.is_running(ctx)?.is_some();
         let args: &[&str] = if delete_data {
             &["down", "--volumes"]
         } else {
@@ -330,16 +389,25 @@ impl Backend for Docker {
         if !out.status.success() {
             bail!("compose down failed: {}", stderr_line(&out));
         }
-        Ok(())
+        Ok(Halt::Stopped(if was_running {
+            vec!["postgres container"]
+        } else {
+            Vec::new()
+        }))
     }
 
     fn logs(&self, ctx: &Ctx, follow: bool) -> Result<()> {
-        let args: &[&str] = if follow {
-            &["logs", "--follow", SERVICE]
-        } else {
-            &["logs", SERVICE]
-        };
-        process::run_redacted(self.compose(ctx, args).quiet())
+        let mut args = vec!["logs"];
+        // Compose v1 colours its `postgres_1 |` prefixes even into a pipe. podman-compose's
+        // `logs` has no --no-color (it never colours), so it is left out there.
+        if self.flavor != Flavor::Podman && !ui::stdout_colour() {
+            args.push("--no-color");
+        }
+        if follow {
+            args.push("--follow");
+        }
+        args.push(SERVICE);
+        process::run_redacted(self.compose(ctx, &args).quiet())
     }
 
     fn client_command<'a>(

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::{Backend, BackendKind, shared::client_env};
+use super::{Backend, BackendKind, Halt, shared::client_env};
 use crate::context::Ctx;
 use crate::{pg::Client, pg_install};
 
@@ -20,7 +20,7 @@ impl Backend for External {
         Ok(false)
     }
 
-    fn stop(&self, ctx: &Ctx, _delete_data: bool) -> Result<()> {
+    fn stop(&self, ctx: &Ctx, _delete_data: bool) -> Result<Halt> {
         bail!(
             "the external server at {} is not managed by xtask, so it was left running: stop it where it is run",
             ctx.cfg.redacted_url()

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 
 use super::{
-    Backend, BackendChoice, BackendKind, Local, Selected, record_backend, select, wait_ready,
+    Backend, BackendChoice, BackendKind, Local, Selected, remember_backend, select, wait_ready,
 };
 use crate::context::Ctx;
 use crate::{pg::Client, ui};
@@ -22,7 +22,7 @@ pub fn ensure_up(ctx: &Ctx, choice: BackendChoice, timeout: Duration) -> Result<
     let selected = select(ctx, choice)?;
     selected.announce(ctx);
     let client = bring_up(ctx, selected.backend.as_ref(), timeout)?;
-    record_backend(&ctx.cfg, selected.kind())?;
+    remember_backend(ctx, selected.kind())?;
     Ok(Ready { selected, client })
 }
 
@@ -55,7 +55,7 @@ pub fn test_server(ctx: &Ctx, choice: BackendChoice, timeout: Duration) -> Resul
     if selected.kind() != BackendKind::Local {
         selected.announce(ctx);
         bring_up(ctx, selected.backend.as_ref(), timeout)?;
-        record_backend(&ctx.cfg, selected.kind())?;
+        remember_backend(ctx, selected.kind())?;
         return Ok(None);
     }
     let cluster = Local::for_tests(ctx)?;
@@ -88,16 +88,39 @@ pub fn guard_remote(ctx: &Ctx, force: bool, action: &str) -> Result<()> {
 }
 
 /// Stops the chosen backend's server, and on the local backend the test cluster too; with
-/// `delete_data`, deletes their data and forgets the backend. Returns the backend used.
-pub fn stop(ctx: &Ctx, choice: BackendChoice, delete_data: bool) -> Result<Selected> {
-    let selected = select(ctx, choice)?;
+/// `delete_data`, deletes their data and forgets the backend. Returns what it found and did,
+/// in one line. With `auto` and no backend remembered, only a cluster that exists here is
+/// stopped: the `auto` rules would probe docker, pulling an image only to stop nothing.
+pub fn stop(ctx: &Ctx, choice: BackendChoice, delete_data: bool) -> Result<String> {
+    use super::Halt;
+    let cfg = &ctx.cfg;
+    // Where `decide_auto` would probe: a local URL, outside CI's service, nothing remembered.
+    let unremembered = choice == BackendChoice::Auto
+        && super::recorded_backend(cfg).is_none()
+        && cfg.host_is_local()
+        && !(cfg.ci && cfg.url_is_explicit());
+    let selected = match unremembered {
+        false => select(ctx, choice)?,
+        true if crate::cluster_dir::any_in(&cfg.state_dir) => Selected {
+            backend: Box::new(Local::new(ctx)?),
+            reason: "auto: no backend is remembered, but a local cluster exists here".into(),
+        },
+        true => {
+            let nothing = Halt::Nothing(format!(
+                "no backend has run with the state in {} (pass --backend docker to stop a compose service anyway)",
+                cfg.state_dir.display()
+            ));
+            return Ok(nothing.summary(delete_data));
+        }
+    };
     selected.announce(ctx);
-    selected.backend.stop(ctx, delete_data)?;
-    if selected.kind() == BackendKind::Local {
-        Local::for_tests(ctx)?.stop(ctx, delete_data)?;
-    }
+    let halt = if selected.kind() == BackendKind::Local {
+        Local::stop_all(ctx, delete_data)?
+    } else {
+        selected.backend.stop(ctx, delete_data)?
+    };
     if delete_data {
-        super::forget_backend(&ctx.cfg, selected.kind())?;
+        super::forget_backend(cfg, selected.kind())?;
     }
-    Ok(selected)
+    Ok(halt.summary(delete_data))
 }

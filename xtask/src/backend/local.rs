@@ -13,15 +13,15 @@ use xshell::cmd;
 
 use super::{
     Backend, BackendKind,
-    shared::{client_env, port_is_taken, port_taken_error},
+    shared::{Halt, PortTaken, client_env, port_is_taken, port_taken_error},
 };
 use crate::{
-    cluster_dir::{self, Place},
+    cluster_dir::{self, Place, ServerUser},
     context::Ctx,
     pg::{self, Client},
     pg_install::{self, Install},
     postmaster::{self, Postmaster},
-    private_dir::{self, Owner},
+    private_dir::Owner,
     process::{self, is_executable, output, stderr_line},
     state_lock::{self, StateLock},
     ui,
@@ -30,10 +30,6 @@ use crate::{
 /// The bootstrap superuser. It has no password, so it cannot log in over TCP; it is reachable
 /// only through the server's Unix socket, in a directory that only the server's user can enter.
 pub const ADMIN_ROLE: &str = "xtask_admin";
-
-/// Short, private socket directories: a project path can be too long for a socket path.
-const SOCKET_PARENT: &str = "/tmp";
-const SOCKET_PREFIX: &str = "xtask-pg-";
 
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -45,7 +41,7 @@ pub struct Local {
     /// The developer's cluster keeps PostgreSQL's durable defaults; the test cluster trades them for speed.
     durable: bool,
     /// The unprivileged user the server runs as when xtask runs as root.
-    run_as: Option<UnprivilegedUser>,
+    run_as: Option<ServerUser>,
     /// Serialises this cluster's lifecycle steps across processes.
     lock_file: PathBuf,
     /// "local cluster" or "test cluster", for messages.
@@ -54,23 +50,12 @@ pub struct Local {
     port_setting: &'static str,
 }
 
-#[derive(Debug, Clone)]
-struct UnprivilegedUser {
-    name: String,
-    uid: u32,
-    gid: u32,
-}
-
 impl Local {
     pub fn new(ctx: &Ctx) -> Result<Local> {
         let chosen = pg_install::choose_server(ctx).context(
             "the local backend needs the PostgreSQL server binaries: install them (apt install postgresql, brew install postgresql@16) or set PG_BIN",
         )?;
-        let run_as = if rustix::process::geteuid().is_root() {
-            Some(unprivileged_user(ctx)?)
-        } else {
-            None
-        };
+        let run_as = cluster_dir::server_user(ctx)?;
         if ctx.cfg.user == ADMIN_ROLE {
             bail!(
                 "the user name {ADMIN_ROLE:?} is reserved for the local cluster's administration: choose another POSTGRES_USER"
@@ -80,7 +65,7 @@ impl Local {
         Ok(Local {
             install: chosen.install,
             install_reason: chosen.reason,
-            place: Place::Fixed(state.join("local")),
+            place: Place::developer(state),
             durable: true,
             run_as,
             lock_file: state.join("local.lock"),
@@ -92,24 +77,47 @@ impl Local {
     /// The separate cluster that `db-test` uses: RAM-backed where `/dev/shm` exists, with
     /// fsync, synchronous_commit and full_page_writes off. Losing it loses only test databases.
     pub fn for_tests(ctx: &Ctx) -> Result<Local> {
+        Ok(Local::new(ctx)?.into_test_cluster(ctx))
+    }
+
+    /// The test cluster, on the same binaries and user as this one.
+    fn into_test_cluster(self, ctx: &Ctx) -> Local {
         let state = &ctx.cfg.state_dir;
-        let shm = Path::new("/dev/shm");
-        let parent = if shm.is_dir() {
-            shm.to_owned()
-        } else {
-            state.clone()
-        };
-        Ok(Local {
-            place: Place::Private {
-                parent,
-                pointer: state.join("test-cluster"),
-            },
+        Local {
+            place: Place::for_tests(state),
             durable: false,
             lock_file: state.join("test-cluster.lock"),
             label: "test cluster",
             port_setting: "POSTGRES_TEST_PORT",
-            ..Local::new(ctx)?
-        })
+            ..self
+        }
+    }
+
+    /// This checkout's other cluster: the test cluster for the developer's, and back.
+    fn sibling(&self, ctx: &Ctx) -> Result<Local> {
+        if self.place.is_private() {
+            Local::new(ctx)
+        } else {
+            Local::for_tests(ctx)
+        }
+    }
+
+    /// Stops the developer's cluster and the test cluster; with `delete_data`, deletes them.
+    pub(super) fn stop_all(ctx: &Ctx, delete_data: bool) -> Result<Halt> {
+        let developer = Local::new(ctx)?;
+        let mut found = vec![(developer.label, developer.stop_cluster(ctx, delete_data)?)];
+        let tests = developer.into_test_cluster(ctx);
+        found.push((tests.label, tests.stop_cluster(ctx, delete_data)?));
+        if found.iter().all(|(_, outcome)| outcome.is_none()) {
+            return Ok(Halt::Nothing(format!(
+                "there is no local cluster in {}",
+                ctx.cfg.state_dir.display()
+            )));
+        }
+        let ran = found
+            .into_iter()
+            .filter(|(_, outcome)| *outcome == Some(true));
+        Ok(Halt::Stopped(ran.map(|(label, _)| label).collect()))
     }
 
     /// The test cluster's port: `POSTGRES_TEST_PORT`, else the one it runs on, else the one
@@ -148,13 +156,9 @@ impl Local {
     }
 
     fn owner(&self) -> Owner {
-        match &self.run_as {
-            Some(user) => Owner {
-                uid: user.uid,
-                gid: user.gid,
-            },
-            None => Owner::current(),
-        }
+        self.run_as
+            .as_ref()
+            .map_or_else(Owner::current, |user| user.owner)
     }
 
     fn existing_home(&self) -> Result<Option<PathBuf>> {
@@ -171,7 +175,7 @@ impl Local {
     /// The cluster's directory, made now if there is none; also says whether it is new.
     fn ensure_cluster(&self, ctx: &Ctx) -> Result<(PathBuf, bool)> {
         if let Some(home) = self.place.reusable_home(self.owner())?
-            && self.check_cluster_version(&home)?
+            && self.place.fits(&home, &self.install, self.label)?
         {
             return Ok((home, false));
         }
@@ -235,33 +239,6 @@ impl Local {
                 self.install.major, ctx.cfg.image
             ));
         }
-    }
-
-    /// Refuses binaries of another major than the cluster's; a test cluster is disposable and
-    /// is made again instead.
-    fn check_cluster_version(&self, home: &Path) -> Result<bool> {
-        let Some(major) = pg_install::cluster_major(&home.join("pgdata")) else {
-            return Ok(true);
-        };
-        if major == self.install.major {
-            return Ok(true);
-        }
-        if self.place.is_private() && postmaster::running(&home.join("pgdata"))?.is_none() {
-            ui::info(format!(
-                "the test cluster was made by PostgreSQL {major}; making it again with {}",
-                self.install.version
-            ));
-            fs::remove_dir_all(home)
-                .with_context(|| format!("cannot delete {}", home.display()))?;
-            return Ok(false);
-        }
-        bail!(
-            "the {} in {} was made by PostgreSQL {major}, but the binaries are {} ({}): set PG_BIN to a PostgreSQL {major} bin directory, or stop it and delete its data with `cargo xtask db-down --volumes`",
-            self.label,
-            home.display(),
-            self.install.version,
-            self.install.bin.display()
-        );
     }
 
     /// A server-side command, run as the unprivileged user when we are root.
@@ -373,35 +350,8 @@ impl Local {
         );
     }
 
-    /// Deletes a socket directory after its server stopped, if it is provably one of ours.
-    fn remove_socket_dir(&self, dir: &Path) {
-        let ours = dir.parent() == Some(Path::new(SOCKET_PARENT))
-            && dir
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(SOCKET_PREFIX))
-            && private_dir::verify(dir, self.owner()).is_ok();
-        if ours {
-            let _ = fs::remove_dir_all(dir);
-        }
-    }
-}
-
-impl Backend for Local {
-    fn kind(&self) -> BackendKind {
-        BackendKind::Local
-    }
-
-    fn describe(&self) -> Option<String> {
-        Some(format!(
-            "binaries: PostgreSQL {} in {} ({})",
-            self.install.version,
-            self.install.bin.display(),
-            self.install_reason
-        ))
-    }
-
-    fn start(&self, ctx: &Ctx, deadline: Instant) -> Result<bool> {
-        let _lock = self.lock()?;
+    /// Makes the cluster if there is none, and starts it unless it runs; the caller holds the lock.
+    fn start_locked(&self, ctx: &Ctx, deadline: Instant) -> Result<bool> {
         let (home, fresh) = self.ensure_cluster(ctx)?;
         if fresh {
             self.warn_on_version(ctx);
@@ -423,10 +373,9 @@ impl Backend for Local {
         if port_is_taken(ctx.cfg.port) {
             return Err(port_taken_error(ctx.cfg.port));
         }
-        let socket_dir =
-            private_dir::create(Path::new(SOCKET_PARENT), SOCKET_PREFIX, self.owner())?;
+        let socket_dir = cluster_dir::new_socket_dir(self.owner())?;
         if let Err(error) = self.pg_ctl_start(ctx, &data, &socket_dir, deadline) {
-            self.remove_socket_dir(&socket_dir);
+            cluster_dir::remove_socket_dir(&socket_dir, self.owner());
             return Err(error);
         }
         let running = postmaster::running(&data)?.with_context(|| {
@@ -439,16 +388,19 @@ impl Backend for Local {
         Ok(true)
     }
 
-    fn stop(&self, ctx: &Ctx, delete_data: bool) -> Result<()> {
+    /// Stops the server if it runs, and with `delete_data` deletes the cluster. Returns `None`
+    /// when there is no cluster, else whether its server was running.
+    fn stop_cluster(&self, ctx: &Ctx, delete_data: bool) -> Result<Option<bool>> {
         let _lock = self.lock()?;
         let Some(home) = self.existing_home()? else {
-            return Ok(());
+            return Ok(None);
         };
         if delete_data {
             cluster_dir::check_ours(&home)?;
         }
         let data = home.join("pgdata");
-        if let Some(running) = postmaster::running(&data)? {
+        let running = postmaster::running(&data)?;
+        if let Some(running) = &running {
             let stopped = output(
                 self.server_cmd(ctx, "pg_ctl")
                     .args(["stop", "--wait", "--mode=fast", "--pgdata"])
@@ -462,13 +414,86 @@ impl Backend for Local {
                 );
             }
             if let Some(socket_dir) = &running.socket_dir {
-                self.remove_socket_dir(socket_dir);
+                cluster_dir::remove_socket_dir(socket_dir, self.owner());
             }
         }
         if delete_data {
             self.place.remove(&home)?;
         }
-        Ok(())
+        Ok(Some(running.is_some()))
+    }
+
+    /// Names this checkout's other cluster when it is what holds the port, as its
+    /// `postmaster.pid` proves (its postmaster runs, on that port); other errors pass unchanged.
+    /// Called without our lock, so that the two clusters' locks are never held together.
+    fn explain_taken_port(&self, ctx: &Ctx, error: anyhow::Error) -> anyhow::Error {
+        let Some(&PortTaken { port }) = error.downcast_ref::<PortTaken>() else {
+            return error;
+        };
+        let holder = self.sibling(ctx).and_then(|other| {
+            let _lock = other.lock()?;
+            let runs_there = other.running()?.is_some_and(|p| p.port == port);
+            Ok(runs_there.then_some(other.label))
+        });
+        match holder {
+            Ok(Some(label)) => self.taken_by_sibling(port, label),
+            _ => error,
+        }
+    }
+
+    fn taken_by_sibling(&self, port: u16, holder: &str) -> anyhow::Error {
+        anyhow::anyhow!(
+            "port {port} on 127.0.0.1 is taken by this checkout's own {holder}, so the {} cannot use it: stop the {holder} with `cargo xtask db-down --backend local`, or choose another port with {} in .env",
+            self.label,
+            self.port_advice()
+        )
+    }
+
+    /// The settings that move this cluster's port.
+    fn port_advice(&self) -> String {
+        if self.place.is_private() {
+            self.port_setting.to_owned()
+        } else {
+            format!("{} (and DATABASE_URL)", self.port_setting)
+        }
+    }
+
+    /// The system identifier of this cluster, if it exists.
+    fn system_identifier(&self) -> Result<Option<u64>> {
+        Ok(self
+            .existing_home()?
+            .and_then(|home| cluster_dir::system_identifier(&home)))
+    }
+}
+
+impl Backend for Local {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Local
+    }
+
+    fn describe(&self) -> Option<String> {
+        Some(format!(
+            "binaries: PostgreSQL {} in {} ({})",
+            self.install.version,
+            self.install.bin.display(),
+            self.install_reason
+        ))
+    }
+
+    fn start(&self, ctx: &Ctx, deadline: Instant) -> Result<bool> {
+        let lock = self.lock()?;
+        let started = self.start_locked(ctx, deadline);
+        // Released first: the other cluster's lock is never taken while ours is held.
+        drop(lock);
+        started.map_err(|error| self.explain_taken_port(ctx, error))
+    }
+
+    fn stop(&self, ctx: &Ctx, delete_data: bool) -> Result<Halt> {
+        Ok(match self.stop_cluster(ctx, delete_data)? {
+            None => Halt::Nothing(format!("there is no {}", self.label)),
+            Some(true) => Halt::Stopped(vec![self.label]),
+            Some(false) => Halt::Stopped(Vec::new()),
+        })
     }
 
     fn logs(&self, ctx: &Ctx, follow: bool) -> Result<()> {
@@ -514,23 +539,26 @@ impl Backend for Local {
     /// Proves that the server on the port is this cluster: same system identifier as our
     /// `pg_control`. Otherwise it is another project's or another user's, and we touch nothing.
     fn check_identity(&self, ctx: &Ctx, client: &mut Client) -> Result<()> {
-        let ours = self
-            .existing_home()?
-            .and_then(|home| fs::read(home.join("pgdata/global/pg_control")).ok())
-            .and_then(|control| Some(u64::from_ne_bytes(control.get(..8)?.try_into().ok()?)));
+        let ours = self.system_identifier()?;
         let theirs = client
             .query_value("SELECT system_identifier FROM pg_control_system()")
             .context("cannot read the server's system identifier")?
             .and_then(|id| id.parse::<u64>().ok());
-        if ours.is_none() || ours != theirs {
-            bail!(
-                "port {} on 127.0.0.1 is served by a PostgreSQL that is not this checkout's {} (another project's or another user's), so xtask will not touch it: choose a free port with {} (and DATABASE_URL) in .env",
-                ctx.cfg.port,
-                self.label,
-                self.port_setting
-            );
+        if ours.is_some() && ours == theirs {
+            return Ok(());
         }
-        Ok(())
+        if let Ok(other) = self.sibling(ctx)
+            && theirs.is_some()
+            && other.system_identifier().ok().flatten() == theirs
+        {
+            return Err(self.taken_by_sibling(ctx.cfg.port, other.label));
+        }
+        bail!(
+            "port {} on 127.0.0.1 is served by a PostgreSQL that is not this checkout's {} (another project's or another user's), so xtask will not touch it: choose a free port with {} in .env",
+            ctx.cfg.port,
+            self.label,
+            self.port_advice()
+        );
     }
 }
 
@@ -556,30 +584,5 @@ fn create_database_as(admin: &mut Client, database: &str, owner: &str) -> Result
         }
         Err(e) if e.code() == Some("42P04") => Ok(()),
         Err(e) => Err(e).with_context(|| format!("cannot create database {database:?}")),
-    }
-}
-
-fn unprivileged_user(ctx: &Ctx) -> Result<UnprivilegedUser> {
-    let name = ctx
-        .cfg
-        .lookup
-        .value("DB_LOCAL_USER")
-        .unwrap_or_else(|| "postgres".to_owned());
-    let id = |flag: &str| -> Option<u32> {
-        let out = output(cmd!(ctx.sh, "id {flag} {name}")).ok()?;
-        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
-    };
-    match (id("-u"), id("-g")) {
-        (Some(uid), Some(gid)) if uid != 0 => {
-            if which::which("runuser").is_err() {
-                bail!(
-                    "running as root needs runuser (util-linux) to start the server as {name}: install util-linux, or run as a normal user"
-                );
-            }
-            Ok(UnprivilegedUser { name, uid, gid })
-        }
-        _ => bail!(
-            "running as root, and initdb refuses root, but there is no unprivileged user {name:?} to run the server: create one (useradd --system {name}), set DB_LOCAL_USER, or run as a normal user"
-        ),
     }
 }

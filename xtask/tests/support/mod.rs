@@ -205,6 +205,12 @@ impl Run {
             "{}",
             self.stderr
         );
+        self.assert_no_password();
+    }
+
+    /// Fails if the test password appears anywhere in the output.
+    #[track_caller]
+    pub fn assert_no_password(&self) {
         assert!(
             !self.all().contains(PASSWORD) && !self.all().contains("hunter2"),
             "password printed:\n{}",
