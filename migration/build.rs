@@ -9,8 +9,6 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 #[path = "src/normalize.rs"]
 mod normalize;
 
@@ -32,8 +30,8 @@ fn main() {
         let source = fs::read_to_string(&path).unwrap_or_else(|error| {
             panic!("cannot read {} to checksum it: {error}", path.display())
         });
-        match normalize::normalized_source(&source) {
-            Ok(normalized) => checksums.push((name, sha256_hex(&normalized))),
+        match normalize::source_checksum_of(&source) {
+            Ok(checksum) => checksums.push((name, checksum)),
             // rustc reports the real error when it compiles the module; a stray file that is not
             // compiled is merely left without a checksum.
             Err(error) => println!(
@@ -78,13 +76,4 @@ fn migration_files(directory: &Path) -> Vec<PathBuf> {
                 && characters.next().is_some_and(|c| c.is_ascii_digit())
         })
         .collect()
-}
-
-fn sha256_hex(text: &str) -> String {
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .fold(String::with_capacity(64), |mut hex, byte| {
-            write!(hex, "{byte:02x}").expect("writing to a String cannot fail");
-            hex
-        })
 }

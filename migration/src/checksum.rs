@@ -13,6 +13,8 @@ use std::marker::PhantomData;
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, DynIden, Statement};
 use sea_orm_migration::{MigrationName, MigrationTrait, MigratorTrait, SchemaManager};
 
+pub use crate::normalize::source_checksum_of;
+
 include!(concat!(env!("OUT_DIR"), "/source_checksums.rs"));
 
 /// The side table, named so that tools which skip `seaql_migrations*` skip it too.
@@ -189,6 +191,20 @@ mod tests {
             assert_eq!(checksum.len(), 64, "{checksum}");
         }
         assert_eq!(source_checksum("m20991231_000000_unknown"), None);
+    }
+
+    /// What build.rs compiled in is the checksum of each file as it is on disk, so an edit to a
+    /// file (which reruns build.rs: `rerun-if-changed=src`) changes exactly what
+    /// `source_checksum_of` says it does, as the tamper tests take for granted.
+    #[test]
+    fn the_compiled_in_checksums_are_those_of_the_files_on_disk() {
+        let source_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        for (name, compiled) in SOURCE_CHECKSUMS {
+            let file = source_dir.join(format!("{name}.rs"));
+            let source = std::fs::read_to_string(&file).unwrap();
+            assert_eq!(source_checksum_of(&source).unwrap(), *compiled, "{name}");
+        }
+        assert_eq!(SOURCE_CHECKSUMS.len(), crate::Migrator::migrations().len());
     }
 
     #[test]

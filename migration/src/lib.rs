@@ -13,7 +13,6 @@ mod dry_run;
 mod failure;
 #[cfg(feature = "cli")]
 mod lock;
-#[cfg(test)]
 mod normalize;
 pub mod runner;
 pub mod states;

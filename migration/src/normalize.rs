@@ -1,4 +1,5 @@
-//! The normalized text of a migration's source that its checksum covers; shared by `build.rs` and the unit tests.
+//! The checksum of a migration's source, over its normalized text; shared by `build.rs`, which
+//! compiles it into the binary, and the tests, which check that it is the file's.
 //!
 //! The source is split into Rust tokens with proc-macro2's tokenizer, which drops whitespace and
 //! comments. Doc comments, which the tokenizer turns into `#[doc = "…"]` / `#![doc = "…"]`
@@ -13,9 +14,24 @@
 //! The rendering is our own rather than proc-macro2's `Display`, so that a proc-macro2 release
 //! that prints spacing differently cannot make every applied migration look edited.
 
+use std::fmt::Write as _;
 use std::str::FromStr;
 
 use proc_macro2::{Delimiter, TokenStream, TokenTree};
+use sha2::{Digest, Sha256};
+
+/// The checksum recorded for a migration applied from `source`: the lowercase hex SHA-256 of
+/// its normalized text.
+pub fn source_checksum_of(source: &str) -> Result<String, proc_macro2::LexError> {
+    let normalized = normalized_source(source)?;
+    Ok(Sha256::digest(normalized.as_bytes()).iter().fold(
+        String::with_capacity(64),
+        |mut hex, byte| {
+            write!(hex, "{byte:02x}").expect("writing to a String cannot fail");
+            hex
+        },
+    ))
+}
 
 /// The normalized text of `source`, or why it is not valid Rust tokens (e.g. an unclosed string).
 pub fn normalized_source(source: &str) -> Result<String, proc_macro2::LexError> {

@@ -260,8 +260,16 @@ fn db_test_runs_the_suite_against_the_compose_service() {
     };
     let nested = docker_project(&compose, "dbtest").set_env("XTASK_NESTED_TEST_RUN", "1");
     // The migration and db suites, which use the server db-test provides. xtask's own tests
-    // start servers of their own, and running them again inside themselves would recurse.
-    let run: Run = nested.xtask(&["db-test", "--", "--exclude", "xtask"]);
+    // start servers of their own, and running them again inside themselves would recurse;
+    // db-testing's own tests (the harness's pool and cleanup) run in the outer suite.
+    let run: Run = nested.xtask(&[
+        "db-test",
+        "--",
+        "--exclude",
+        "xtask",
+        "--exclude",
+        "db-testing",
+    ]);
     run.assert_success();
     assert!(run.stderr.contains("backend: docker"), "{}", run.stderr);
     let summary = run.all();

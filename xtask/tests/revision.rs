@@ -81,7 +81,11 @@ fn cargo_xtask(project: &Project, copy: &Path, args: &[&str]) -> Run {
     Run::from(cmd.output().expect("cargo runs"))
 }
 
+/// Builds a whole copy of the workspace, tests included, as `db-revision` and `db-migrate` do:
+/// minutes, so it stays out of the everyday suite. `.ci/run` runs it, and so does
+/// `cargo xtask db-test -- --run-ignored all`.
 #[test]
+#[ignore = "builds a copy of the workspace (minutes); run with --run-ignored all, as .ci/run does"]
 fn a_new_revision_compiles_registers_and_applies() {
     let Some(project) = Project::local() else {
         return;

@@ -62,15 +62,7 @@ impl ScratchDb {
 
     /// Runs this crate's migration binary against this database.
     pub fn run(&self, args: &[&str]) -> Output {
-        self.run_binary(Path::new(env!("CARGO_BIN_EXE_migration")), args)
-    }
-
-    pub fn run_ok(&self, args: &[&str]) -> String {
-        self.run_binary_ok(Path::new(env!("CARGO_BIN_EXE_migration")), args)
-    }
-
-    /// Runs `binary`, a migration command line, against this database.
-    pub fn run_binary(&self, binary: &Path, args: &[&str]) -> Output {
+        let binary = Path::new(env!("CARGO_BIN_EXE_migration"));
         Command::new(binary)
             .args(args)
             .env("DATABASE_URL", &self.url)
@@ -79,8 +71,8 @@ impl ScratchDb {
             .unwrap_or_else(|error| panic!("cannot run {}: {error}", binary.display()))
     }
 
-    pub fn run_binary_ok(&self, binary: &Path, args: &[&str]) -> String {
-        let output = self.run_binary(binary, args);
+    pub fn run_ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
         assert!(
             output.status.success(),
             "migration {args:?} failed: {}",

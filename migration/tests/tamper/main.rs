@@ -3,16 +3,13 @@
 //! request) and `up --dry-run`.
 //!
 //! Needs `DATABASE_URL` pointing at a server whose user may create databases; every test
-//! creates and drops its own scratch database there. The edited-source test builds a copy of
-//! this crate into the same target directory, so only the copy itself is compiled.
+//! creates and drops its own scratch database there.
 
 #[path = "../common/mod.rs"]
 mod common;
-mod crate_copy;
 
 use common::{PROJECTS_MIGRATION, ScratchDb, catalog, execute, query_strings, stderr_line};
-use crate_copy::CrateCopy;
-use migration::checksum::source_checksum;
+use migration::checksum::{source_checksum, source_checksum_of};
 use migration::runner::{self, EditedMigrations};
 use migration::{MigrationTrait, Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
@@ -448,56 +445,73 @@ async fn a_dry_run_changes_nothing_and_prints_the_sql_of_each_pending_migration(
     scratch.drop().await;
 }
 
+/// The source of the projects migration as it is on disk, from which this binary was built.
+fn projects_source() -> String {
+    let path = format!("{}/src/{PROJECTS_MIGRATION}.rs", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("cannot read {path}: {error}"))
+}
+
+/// Records `checksum` as the projects migration's, as if it had been applied from a source
+/// with that checksum.
+async fn record_projects_checksum(db: &DatabaseConnection, checksum: &str) {
+    execute(
+        db,
+        &format!(
+            "UPDATE seaql_migrations_checksums SET checksum = '{checksum}' WHERE version = '{PROJECTS_MIGRATION}'"
+        ),
+    )
+    .await;
+}
+
+/// An applied migration whose source differs from this binary's is the same comparison whichever
+/// side was edited: here the database records what the edited (or only reformatted) source's
+/// checksum is, and this binary, built from the file on disk, compares. `source_checksum_of` is
+/// what build.rs compiles in for a file (checked by the unit test
+/// `the_compiled_in_checksums_are_those_of_the_files_on_disk`), so no copy of the crate needs
+/// building.
 #[tokio::test]
 async fn editing_an_applied_migration_is_flagged_but_reformatting_it_is_not() {
     let scratch = ScratchDb::create("edited_source").await;
     scratch.run_ok(&["up"]);
-    let copy = CrateCopy::new();
+    let db = scratch.connect().await;
+    let source = projects_source();
 
-    copy.edit_projects_migration(|source| {
-        let edited = source
-            .replacen(
-                '\n',
-                "\n// A comment added after the migration was applied.\n",
-                1,
-            )
-            .replace(
-                "pub struct Migration;",
-                "/// Documented afterwards.\npub struct Migration;",
-            )
-            .replace(".await?;", ".await\n            ?;")
-            .replace(
-                "    async fn down",
-                "    /* spaced out */\n\n    async fn down",
-            );
-        assert_ne!(edited, source);
-        edited
-    });
-    let reformatted = copy.build();
-    let status = scratch.run_binary_ok(&reformatted, &["status", "--check"]);
+    let reformatted = source
+        .replacen(
+            '\n',
+            "\n// A comment added after the migration was applied.\n",
+            1,
+        )
+        .replace(
+            "pub struct Migration;",
+            "/// Documented afterwards.\npub struct Migration;",
+        )
+        .replace(".await?;", ".await\n            ?;")
+        .replace(
+            "    async fn down",
+            "    /* spaced out */\n\n    async fn down",
+        );
+    assert_ne!(reformatted, source);
+    record_projects_checksum(&db, &source_checksum_of(&reformatted).unwrap()).await;
+    let status = scratch.run_ok(&["status", "--check"]);
     assert!(
         status.starts_with(&format!("applied {PROJECTS_MIGRATION} "))
             && !status.contains(" CHANGED"),
         "{status:?}"
     );
-    assert_eq!(
-        scratch.run_binary_ok(&reformatted, &["up"]),
-        "nothing to apply\n"
-    );
+    assert_eq!(scratch.run_ok(&["up"]), "nothing to apply\n");
 
     // The projects migration is frozen by the very check under test, so this edit stays valid.
-    copy.edit_projects_migration(|source| {
-        assert!(source.contains(".string_len(255)"), "{source}");
-        source.replace(".string_len(255)", ".string_len(200)")
-    });
-    let edited = copy.build();
-    let status = scratch.run_binary_ok(&edited, &["status"]);
+    assert!(source.contains(".string_len(255)"), "{source}");
+    let edited = source.replace(".string_len(255)", ".string_len(200)");
+    record_projects_checksum(&db, &source_checksum_of(&edited).unwrap()).await;
+    let status = scratch.run_ok(&["status"]);
     assert!(
         status.ends_with(" CHANGED since it was applied\n"),
         "{status:?}"
     );
 
-    let refused = scratch.run_binary(&edited, &["up"]);
+    let refused = scratch.run(&["up"]);
     assert_eq!(refused.status.code(), Some(1));
     assert_eq!(
         stderr_line(&refused),
@@ -507,20 +521,15 @@ async fn editing_an_applied_migration_is_flagged_but_reformatting_it_is_not() {
     );
 
     assert_eq!(
-        scratch.run_binary_ok(&edited, &["up", "--accept-changed"]),
+        scratch.run_ok(&["up", "--accept-changed"]),
         format!("re-recorded checksum of {PROJECTS_MIGRATION}\nnothing to apply\n")
     );
-    assert!(
-        !scratch
-            .run_binary_ok(&edited, &["status"])
-            .contains("CHANGED")
-    );
-    // Now the database holds the edited source's checksum, so this crate's own source differs.
-    assert!(
-        scratch
-            .run_ok(&["status"])
-            .contains(" CHANGED since it was applied")
+    assert!(!scratch.run_ok(&["status"]).contains("CHANGED"));
+    assert_eq!(
+        recorded_checksums(&db).await,
+        [format!("{PROJECTS_MIGRATION} {}", projects_checksum())]
     );
 
+    db.close().await.ok();
     scratch.drop().await;
 }
