@@ -8,8 +8,9 @@
 //!   template database, checked or built once per process, and outdated ones dropped;
 //! * `test_db`: [`TestDb`], connected, and dropped or kept with it; `provision`: a database
 //!   cloned or claimed for a test before it connects, and the pool slot it came from;
-//! * `pool`: the bookkeeping of ready clones; `lease`: the advisory locks that tell a live test
-//!   run's databases from leftovers; `cleanup`: dropping what no live run holds;
+//! * `pool`: the bookkeeping of ready clones; `filler`: dropping finished databases and refilling
+//!   the pool beside the tests; `lease`: the advisory locks that tell a live test run's databases
+//!   from leftovers; `cleanup`: dropping what no live run holds;
 //! * `admin`: the maintenance connection that creates and drops databases; `runtime`: the private
 //!   runtime it lives on; `server` and `names`: `DATABASE_URL` and the names derived from it;
 //! * `errors`: [`TestDbError`]; `strategy`: [`CloneStrategy`].
@@ -17,6 +18,7 @@
 mod admin;
 mod cleanup;
 mod errors;
+mod filler;
 mod lease;
 mod names;
 mod pool;
@@ -31,6 +33,7 @@ mod test_db;
 use std::time::{Duration, Instant};
 
 pub use errors::TestDbError;
+pub use filler::{FillerReport, PoolFiller};
 pub use strategy::CloneStrategy;
 pub use template::TestTemplate;
 pub use test_db::TestDb;
@@ -43,6 +46,15 @@ use template::Acquisition;
 /// `DB_TEST_POOL_SIZE` ready clones, and returns the template's name.
 pub async fn prepare() -> Result<String, TestDbError> {
     TestTemplate::application().prepare().await
+}
+
+/// Keeps the application template's pool full and drops the databases tests finished with,
+/// until `until` completes (see the `filler` module); `cargo xtask db-test` runs it beside the
+/// suite as `testdb serve`.
+pub async fn serve_pool(
+    until: impl std::future::Future<Output = ()>,
+) -> Result<FillerReport, TestDbError> {
+    TestTemplate::application().serve_pool(until).await
 }
 
 /// Drops every test database of this `DATABASE_URL` that no live test holds (left behind by

@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use sea_orm::sqlx::postgres::PgListener;
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, TransactionTrait, Value,
 };
@@ -64,7 +65,19 @@ const SCHEMA: &str = "
     END $$;
     COMMENT ON TABLE pool_databases IS
         'clones db_testing keeps ready for tests (db-testing/src/pool.rs); `testdb cleanup` removes stale ones';
+    CREATE TABLE IF NOT EXISTS pool_fillers (
+        template text NOT NULL,
+        owner bigint NOT NULL,
+        PRIMARY KEY (template, owner)
+    );
+    CREATE TABLE IF NOT EXISTS finished_databases (
+        name text PRIMARY KEY,
+        finished_at timestamptz NOT NULL DEFAULT clock_timestamp()
+    );
 ";
+
+/// The channel on which a test tells the fillers that it finished with its database.
+pub(crate) const FINISHED_CHANNEL: &str = "db_testing_finished";
 
 /// Locks the oldest ready clone, skipping those other claimers hold, so no clone is claimed twice
 /// and concurrent claimers never wait for each other.
@@ -372,13 +385,17 @@ impl Bookkeeping {
     }
 
     /// Removes the entries whose database no longer exists (crashed runs, cleanup), except those
-    /// a live process is still creating or holds.
+    /// a live process is still creating or holds, and the fillers whose process is gone.
     pub(crate) async fn forget_missing(&self) -> Result<u64, TestDbError> {
         self.connection
             .execute_unprepared(&format!(
-                "DELETE FROM pool_databases p \
+                "DELETE FROM pool_fillers f WHERE NOT {}; \
+                 DELETE FROM finished_databases f \
+                 WHERE NOT EXISTS (SELECT 1 FROM pg_database d WHERE d.datname = f.name); \
+                 DELETE FROM pool_databases p \
                  WHERE NOT EXISTS (SELECT 1 FROM pg_database d WHERE d.datname = p.name) \
                    AND NOT {}",
+                owner_is_live_sql("f.owner"),
                 row_is_held_sql()
             ))
             .await
@@ -411,6 +428,122 @@ impl Bookkeeping {
             outcome = outcome.and(dropped);
         }
         outcome
+    }
+
+    /// Hands the test database `name` to a live filler of `template`, in one statement: forgets
+    /// its pool entry if it was `claimed`, lists it as finished and wakes the fillers. Returns
+    /// `false`, having changed nothing, when no filler of `template` is alive.
+    pub(crate) async fn hand_to_filler(
+        &self,
+        name: &str,
+        template: &str,
+        claimed: bool,
+    ) -> Result<bool, TestDbError> {
+        let failed = |error| self.failed("handing a finished test database to the filler", &error);
+        let row = self
+            .connection
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                format!(
+                    "WITH filler AS (SELECT EXISTS (SELECT 1 FROM pool_fillers f \
+                                                    WHERE f.template = $2 AND {}) AS live), \
+                          forgotten AS (DELETE FROM pool_databases \
+                                        WHERE name = $1 AND $3 AND (SELECT live FROM filler)), \
+                          finished AS (INSERT INTO finished_databases (name) \
+                                       SELECT $1 WHERE (SELECT live FROM filler) \
+                                       ON CONFLICT (name) DO NOTHING) \
+                     SELECT filler.live FROM filler \
+                     LEFT JOIN LATERAL (SELECT pg_notify('{FINISHED_CHANNEL}', '') \
+                                        WHERE filler.live) AS notified ON true",
+                    owner_is_live_sql("f.owner")
+                ),
+                [
+                    Value::from(name),
+                    Value::from(template),
+                    Value::from(claimed),
+                ],
+            ))
+            .await
+            .map_err(failed)?
+            .expect("SELECT returns one row");
+        row.try_get("", "live").map_err(failed)
+    }
+
+    /// Registers this process as a filler of `template`, whose tests then leave dropping their
+    /// databases to it; [`Bookkeeping::unregister_filler`] undoes it, and so does the end of this
+    /// process (the owner token's lock), for the next cleanup.
+    pub(crate) async fn register_filler(
+        &self,
+        template: &str,
+        owner: u32,
+    ) -> Result<(), TestDbError> {
+        self.execute_filler(
+            "INSERT INTO pool_fillers (template, owner) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            template,
+            owner,
+        )
+        .await
+    }
+
+    pub(crate) async fn unregister_filler(
+        &self,
+        template: &str,
+        owner: u32,
+    ) -> Result<(), TestDbError> {
+        self.execute_filler(
+            "DELETE FROM pool_fillers WHERE template = $1 AND owner = $2",
+            template,
+            owner,
+        )
+        .await
+    }
+
+    async fn execute_filler(
+        &self,
+        sql: &str,
+        template: &str,
+        owner: u32,
+    ) -> Result<(), TestDbError> {
+        self.connection
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                sql,
+                [Value::from(template), Value::from(i64::from(owner))],
+            ))
+            .await
+            .map(|_| ())
+            .map_err(|error| self.failed("registering the pool's filler", &error))
+    }
+
+    /// Takes the names of the databases tests finished with, for the filler to drop.
+    pub(crate) async fn take_finished(&self) -> Result<Vec<String>, TestDbError> {
+        let failed = |error| self.failed("taking the finished test databases", &error);
+        self.connection
+            .query_all_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "DELETE FROM finished_databases RETURNING name",
+            ))
+            .await
+            .map_err(failed)?
+            .into_iter()
+            .map(|row| row.try_get::<String>("", "name").map_err(failed))
+            .collect()
+    }
+
+    /// A listener woken by [`Bookkeeping::hand_to_filler`], on a connection of its own.
+    pub(crate) async fn listen_for_finished(&self) -> Result<PgListener, TestDbError> {
+        let failed = |error: sea_orm::sqlx::Error| TestDbError::Failed {
+            action: format!(
+                "listening for finished test databases (bookkeeping database {})",
+                self.database
+            ),
+            cause: self.server.scrub(&error.to_string()),
+            remedy: REMEDY,
+        };
+        let url = self.server.database_url(&self.database);
+        let mut listener = PgListener::connect(&url).await.map_err(failed)?;
+        listener.listen(FINISHED_CHANNEL).await.map_err(failed)?;
+        Ok(listener)
     }
 
     pub(crate) async fn ready_count(&self, template: &str) -> Result<usize, TestDbError> {

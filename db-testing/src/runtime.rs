@@ -39,6 +39,15 @@ where
     }
 }
 
+/// Starts `work` on the admin runtime, to run while the caller goes on.
+pub(crate) fn spawn_on_admin_runtime<T, F>(work: F) -> tokio::task::JoinHandle<T>
+where
+    F: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    admin_runtime().spawn(work)
+}
+
 /// Runs `work` on the admin runtime and blocks this thread for it, as `Drop` must;
 /// `None` when `work` did not finish within `timeout`.
 pub(crate) fn block_on_admin_runtime<T, F>(work: F, timeout: Duration) -> Option<T>

@@ -9,10 +9,11 @@ use migration::MigratorTrait;
 
 use crate::admin::{Admin, admin};
 use crate::errors::TestDbError;
+use crate::filler::{self, FillerReport, PoolFiller};
 use crate::names::{sanitize_base_name, template_name};
 use crate::pool::{Bookkeeping, bookkeeping_database_name};
 use crate::prepared::{Plan, ensure_prepared};
-use crate::runtime::on_admin_runtime;
+use crate::runtime::{on_admin_runtime, spawn_on_admin_runtime};
 use crate::strategy::CloneStrategy;
 use crate::test_db::TestDb;
 
@@ -111,6 +112,41 @@ impl<M: MigratorTrait + 'static> TestTemplate<M> {
             Ok(plan.template)
         })
         .await
+    }
+
+    /// Starts a filler of this template's pool in this process: until [`PoolFiller::stop`], it
+    /// drops the databases tests finished with and keeps the pool full (the `filler` module).
+    /// Returns once drops are handed to it. With a pool size of 0 it has nothing to do.
+    pub async fn start_filler(&self) -> Result<PoolFiller, TestDbError> {
+        let template = self.clone();
+        PoolFiller::start(|stopped, registered| {
+            spawn_on_admin_runtime(async move {
+                let until = async move {
+                    let _ = stopped.await;
+                };
+                let admin = admin().await?;
+                let plan = template.plan(&admin)?;
+                match ensure_prepared::<M>(&admin, &plan).await? {
+                    Some(slot) => filler::serve(&admin, &slot, until, registered).await,
+                    None => {
+                        let _ = registered.send(());
+                        until.await;
+                        Ok(FillerReport::default())
+                    }
+                }
+            })
+        })
+        .await
+    }
+
+    /// Runs a filler (see [`TestTemplate::start_filler`]) until `until` completes.
+    pub async fn serve_pool(
+        &self,
+        until: impl std::future::Future<Output = ()>,
+    ) -> Result<FillerReport, TestDbError> {
+        let filler = self.start_filler().await?;
+        until.await;
+        filler.stop().await
     }
 
     /// A database migrated to head: claims a ready clone from the pool and connects to it, or

@@ -178,6 +178,15 @@ impl Drop for TestDb {
         let finished = block_on_admin_runtime(
             async move {
                 let admin = admin().await?;
+                // A live filler drops it and refills the pool off this test's path.
+                if let Some(slot) = refills.as_ref().filter(|_| !keep)
+                    && slot
+                        .bookkeeping
+                        .hand_to_filler(&name, &slot.template, claimed_from_pool)
+                        .await?
+                {
+                    return Ok(());
+                }
                 let released = if keep {
                     admin.mark_kept(&name).await
                 } else {

@@ -188,6 +188,74 @@ async fn claimed_clone_is_migrated_and_its_drop_refills_the_pool() {
     template.drop_all_databases().await.unwrap();
 }
 
+/// With a filler serving the template, a test's drop hands its database over in one statement:
+/// the filler drops it and clones the replacement, off the test's path. Once the filler has
+/// stopped, drops do both themselves again.
+#[tokio::test]
+async fn with_a_filler_a_drop_leaves_dropping_and_refilling_to_it() {
+    let base = isolated_base("filler").await;
+    let admin = admin().await;
+    let template = isolated_template(&base, 2);
+    template.prepare().await.unwrap();
+    let filler = template.start_filler().await.unwrap();
+    let bookkeeping = Database::connect(url_for_database(&format!("{base}_testpool")))
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&bookkeeping, "SELECT count(*) AS count FROM pool_fillers").await,
+        1
+    );
+
+    let test_db = template.test_db().await.unwrap();
+    assert!(test_db.claimed_from_pool(), "{test_db:?}");
+    let name = test_db.name().to_owned();
+    drop(test_db);
+    poll_until(
+        "the filler drops the database and refills the pool",
+        || async {
+            !database_exists(&admin, &name).await && template.ready_in_pool().await.unwrap() == 2
+        },
+    )
+    .await;
+
+    let report = filler.stop().await.unwrap();
+    assert!(
+        report.dropped >= 1,
+        "the filler dropped nothing: {report:?}"
+    );
+    assert!(report.cloned >= 1, "the filler cloned nothing: {report:?}");
+    assert_eq!(
+        count(&bookkeeping, "SELECT count(*) AS count FROM pool_fillers").await,
+        0
+    );
+
+    let test_db = template.test_db().await.unwrap();
+    let name = test_db.name().to_owned();
+    drop(test_db);
+    assert!(
+        !database_exists(&admin, &name).await,
+        "without a filler the drop drops {name} itself"
+    );
+    bookkeeping.close().await.unwrap();
+    template.drop_all_databases().await.unwrap();
+}
+
+/// Polls `condition` until it holds, failing the test after 30 s.
+async fn poll_until<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !condition().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn pool_size_zero_clones_on_demand_without_bookkeeping() {
     let base = isolated_base("nopool").await;

@@ -1,8 +1,11 @@
 //! `cargo xtask db-test`: the whole test suite, each test on its own database cloned from a migrated template.
 
-use std::{process::ExitCode, time::Duration};
+use std::{
+    process::{Child, ExitCode, Stdio},
+    time::{Duration, Instant},
+};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
 use crate::{
     backend::{BackendChoice, lifecycle::test_server},
@@ -11,6 +14,9 @@ use crate::{
     process::ChildFailed,
     ui,
 };
+
+/// How long the pool filler may take to drop what the last tests finished with.
+const FILLER_STOP_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -54,6 +60,8 @@ pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
         ui::info("running the doc tests");
         doc_tests = Some(cargo_status(ctx, &["test", "--workspace", "--doc"])?);
     }
+    // Drops finished test databases and refills the pool beside the suite, off the tests' path.
+    let filler = PoolFiller::start(ctx)?;
     ui::info(format!("running the suite with {runner}"));
     let mut suite: Vec<&str> = if nextest {
         vec!["nextest", "run", "--workspace"]
@@ -65,6 +73,12 @@ pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
     let status = doc_tests
         .filter(|doc| !doc.success())
         .unwrap_or(suite_status);
+    match filler.stop() {
+        Ok(report) => ui::debug(format!("pool filler: {}", report.trim())),
+        Err(error) => ui::warn(format!(
+            "the pool filler failed ({error:#}); the tests dropped their own databases"
+        )),
+    }
 
     match testdb(ctx, "cleanup") {
         Ok(dropped) => ui::debug(format!("dropped {} per-test databases", dropped.trim())),
@@ -79,10 +93,57 @@ pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
     }
 }
 
-/// Runs `testdb <command>` (the `db-testing` crate's helper binary) and returns what it prints.
-fn testdb(ctx: &Ctx, command: &str) -> Result<String> {
+/// `testdb serve`, running beside the suite until its stdin is closed.
+struct PoolFiller {
+    child: Child,
+}
+
+impl PoolFiller {
+    fn start(ctx: &Ctx) -> Result<PoolFiller> {
+        let child = testdb_command(ctx, "serve")?
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("cannot start testdb serve")?;
+        Ok(PoolFiller { child })
+    }
+
+    /// Closes its stdin, which ends it once it has dropped what the tests finished with;
+    /// returns what it did.
+    fn stop(mut self) -> Result<String> {
+        drop(self.child.stdin.take());
+        let deadline = Instant::now() + FILLER_STOP_TIMEOUT;
+        while self
+            .child
+            .try_wait()
+            .context("cannot wait for testdb serve")?
+            .is_none()
+        {
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                bail!(
+                    "testdb serve did not stop within {}s",
+                    FILLER_STOP_TIMEOUT.as_secs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let output = self
+            .child
+            .wait_with_output()
+            .context("cannot read what testdb serve did")?;
+        if !output.status.success() {
+            return Err(ChildFailed::from_status(output.status).into());
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+}
+
+/// `testdb <command>` (the `db-testing` crate's helper binary) on the target database, its
+/// errors on our stderr.
+fn testdb_command(ctx: &Ctx, command: &str) -> Result<std::process::Command> {
     let testdb = workspace_bin(ctx, "testdb")?;
-    let output = std::process::Command::from(
+    let mut cmd = std::process::Command::from(
         ctx.sh
             .cmd(testdb)
             .arg(command)
@@ -91,10 +152,16 @@ fn testdb(ctx: &Ctx, command: &str) -> Result<String> {
                 crate::tls::url_for_sqlx(ctx.cfg.url.as_str()),
             )
             .quiet(),
-    )
-    .stderr(std::process::Stdio::inherit())
-    .output()
-    .with_context(|| format!("cannot run testdb {command}"))?;
+    );
+    cmd.stderr(Stdio::inherit());
+    Ok(cmd)
+}
+
+/// Runs `testdb <command>` and returns what it prints.
+fn testdb(ctx: &Ctx, command: &str) -> Result<String> {
+    let output = testdb_command(ctx, command)?
+        .output()
+        .with_context(|| format!("cannot run testdb {command}"))?;
     if !output.status.success() {
         return Err(ChildFailed::from_status(output.status).into());
     }

@@ -3,11 +3,13 @@
 //! For synthetic migrators of 1, 50 and 200 migrations (each a table and an index) it builds the
 //! template through `db_testing::TestTemplate`, the code path tests use, and times:
 //!
-//! * `clone`: claim a ready clone from the pool and connect, as `TestDb::new` does; the pool is
-//!   topped up between claims by the drop of the previous database, as in a real run, and only
-//!   the claim and connect are timed;
-//! * `whole`: what a test waits for from the start of `TestDb::new` to the return of its drop
-//!   (claim, connect, then the drop: dropping the database and cloning its replacement);
+//! * `clone`: claim a ready clone from the pool and connect, as `TestDb::new` does;
+//! * `whole`: what a test waits for from the start of `TestDb::new` to the return of its drop,
+//!   with a pool filler running, as under `cargo xtask db-test`: claim, connect, and the drop,
+//!   which hands the database to the filler. Before each sample the pool is full again (the
+//!   filler's work between tests is not timed: a real test body gives it that time);
+//! * `whole_sync`: the same without a filler, as under plain `cargo test`: the drop drops the
+//!   database and clones its replacement itself;
 //! * `ondemand`: `CREATE DATABASE … TEMPLATE` plus connect, what a test waits for without a pool;
 //! * `floor`: the server's own `CREATE DATABASE … TEMPLATE`;
 //! * `peer`: a fresh database plus a full `Migrator::up`, as `#[sqlx::test]`-style helpers do;
@@ -137,6 +139,14 @@ async fn bench<const N: usize>(
         .await
         .map_err(|e| e.to_string())?;
 
+    let mut whole_sync = Vec::new();
+    for _ in 0..runs {
+        let started = Instant::now();
+        drop(template.test_db().await.map_err(|e| e.to_string())?);
+        whole_sync.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+
+    let filler = template.start_filler().await.map_err(|e| e.to_string())?;
     let mut floor = Vec::new();
     let mut ondemand = Vec::new();
     let mut clone = Vec::new();
@@ -157,6 +167,7 @@ async fn bench<const N: usize>(
         ondemand.push(started.elapsed().as_secs_f64() * 1000.0);
         drop(test_db);
 
+        wait_for_full_pool(&template).await?;
         let started = Instant::now();
         let test_db = template.test_db().await.map_err(|e| e.to_string())?;
         clone.push(started.elapsed().as_secs_f64() * 1000.0);
@@ -165,10 +176,11 @@ async fn bench<const N: usize>(
                 "run {i} with {N} migrations found the pool empty, so `clone` would time an on-demand clone: check the server's log"
             ));
         }
-        // Drops the database and clones its replacement: part of the whole test, not the claim.
+        // Hands the database to the filler: part of the whole test, not the claim.
         drop(test_db);
         whole.push(started.elapsed().as_secs_f64() * 1000.0);
     }
+    filler.stop().await.map_err(|e| e.to_string())?;
 
     let (peer, peer_whole) = peer_samples::<N>(admin, server, peer_runs.max(1)).await?;
 
@@ -176,6 +188,7 @@ async fn bench<const N: usize>(
         ("floor", &floor),
         ("clone", &clone),
         ("whole", &whole),
+        ("whole_sync", &whole_sync),
         ("ondemand", &ondemand),
         ("peer", &peer),
         ("peer_whole", &peer_whole),
@@ -185,6 +198,23 @@ async fn bench<const N: usize>(
             median(samples),
             samples.len()
         );
+    }
+    Ok(())
+}
+
+/// Waits, untimed, until the filler has the pool full again, as it does while a test runs.
+async fn wait_for_full_pool<const N: usize>(
+    template: &TestTemplate<Synthetic<N>>,
+) -> Result<(), String> {
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    while template.ready_in_pool().await.map_err(|e| e.to_string())? < BENCH_POOL_SIZE {
+        if Instant::now() >= deadline {
+            return Err(
+                "the pool filler did not refill the pool within 30 s: check the server's log"
+                    .into(),
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     Ok(())
 }

@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! testdb prepare                   build or validate the template, clone the pool; prints its name
+//! testdb serve                     until stdin closes, drop the databases tests finished with and
+//!                                  keep the pool full; prints how many it dropped and cloned
 //! testdb cleanup [--include-kept]  drop test databases no live test holds; prints how many
 //! testdb measure [RUNS]            time on-demand clone+connect with each CREATE DATABASE strategy
 //! ```
@@ -18,8 +20,7 @@ use std::time::Duration;
 
 use db_testing::{self as testing, CloneStrategy};
 
-const USAGE: &str =
-    "usage: testdb prepare | testdb cleanup [--include-kept] | testdb measure [RUNS]";
+const USAGE: &str = "usage: testdb prepare | testdb serve | testdb cleanup [--include-kept] | testdb measure [RUNS]";
 const DEFAULT_MEASURE_RUNS: usize = 20;
 
 #[tokio::main(flavor = "current_thread")]
@@ -28,6 +29,7 @@ async fn main() -> ExitCode {
     let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
     let outcome = match arguments.as_slice() {
         ["prepare"] => prepare().await,
+        ["serve"] => serve().await,
         ["cleanup"] => cleanup(false).await,
         ["cleanup", "--include-kept"] => cleanup(true).await,
         ["measure"] => measure(DEFAULT_MEASURE_RUNS).await,
@@ -61,6 +63,23 @@ async fn prepare() -> Result<(), String> {
         .await
         .map_err(|error| error.to_string())?;
     println!("{template}");
+    Ok(())
+}
+
+/// Serves the pool until stdin reaches its end: `cargo xtask db-test` closes it after the suite,
+/// and so does the end of xtask, however it ends.
+async fn serve() -> Result<(), String> {
+    let (closed, stdin_closed) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+        let _ = closed.send(());
+    });
+    let report = testing::serve_pool(async move {
+        let _ = stdin_closed.await;
+    })
+    .await
+    .map_err(|error| error.to_string())?;
+    println!("dropped {} cloned {}", report.dropped, report.cloned);
     Ok(())
 }
 
