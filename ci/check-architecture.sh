@@ -27,7 +27,7 @@ done
 ground=(xtask/src/config.rs xtask/src/pg.rs xtask/src/process.rs xtask/src/ui.rs
     xtask/src/pg_install.rs xtask/src/postmaster.rs xtask/src/private_dir.rs
     xtask/src/state_lock.rs xtask/src/cli_args.rs xtask/src/paths.rs xtask/src/context.rs
-    xtask/src/cluster_dir.rs xtask/src/tls/*.rs)
+    xtask/src/cluster_dir.rs xtask/src/scram.rs xtask/src/tls/*.rs)
 for file in "${ground[@]}"; do
     [[ -f $file ]] || continue
     if grep -nE "crate::(db_[a-z_]+|bench|backend)\b" "$file" | grep -v "crate::backend::Ctx\b" >/dev/null; then

@@ -50,13 +50,34 @@ fn build_workspace_bins(ctx: &Ctx) -> Result<HashMap<String, PathBuf>> {
     // A first build takes minutes: say so, and let cargo show its progress (a bar on a
     // terminal, `Compiling …` lines in a CI log) unless the user asked for quiet.
     ui::info("building the workspace (the first build takes a few minutes)");
+    build(
+        ctx,
+        &["--workspace", "--all-targets"],
+        "the workspace's binaries",
+    )
+}
+
+/// The path of the binary `name` of `package`, built with the release profile (for `cargo xtask
+/// bench`, which measures an optimised build too).
+pub fn release_bin(ctx: &Ctx, package: &str, name: &str) -> Result<PathBuf> {
+    ui::info(format!(
+        "building {name} in release (the first release build takes a few minutes)"
+    ));
+    build(
+        ctx,
+        &["--release", "--package", package, "--bin", name],
+        &format!("{name} in release"),
+    )?
+    .remove(name)
+    .with_context(|| format!("cargo built no binary named {name} in package {package}"))
+}
+
+/// Runs `cargo build ARGS`, with cargo's progress shown, and returns the binaries it built.
+fn build(ctx: &Ctx, args: &[&str], what: &str) -> Result<HashMap<String, PathBuf>> {
     let cmd = cargo(&ctx.sh)
-        .args([
-            "build",
-            "--workspace",
-            "--all-targets",
-            "--message-format=json-render-diagnostics",
-        ])
+        .arg("build")
+        .args(args)
+        .arg("--message-format=json-render-diagnostics")
         .args(ui::is_quiet().then_some("--quiet"))
         .quiet();
     ui::debug(format!("$ {cmd}"));
@@ -65,7 +86,7 @@ fn build_workspace_bins(ctx: &Ctx) -> Result<HashMap<String, PathBuf>> {
         .output()
         .context("cannot run cargo build")?;
     if !output.status.success() {
-        bail!("building the workspace's binaries failed: see the compiler output above");
+        bail!("building {what} failed: see the compiler output above");
     }
     Ok(executables(&String::from_utf8_lossy(&output.stdout)))
 }

@@ -26,6 +26,7 @@ mod pg_install;
 mod postmaster;
 mod private_dir;
 mod process;
+mod scram;
 mod state_lock;
 mod tls;
 mod ui;

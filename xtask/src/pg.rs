@@ -485,12 +485,6 @@ fn server_error(
     Ok(PgError::Server { code, message })
 }
 
-/// The SCRAM-SHA-256 verifier of `password`, as `CREATE ROLE … PASSWORD` stores it: the server
-/// never sees the password itself, so it cannot reach a statement log.
-pub fn scram_verifier(password: &str) -> String {
-    postgres_protocol::password::scram_sha_256(password.as_bytes())
-}
-
 /// Quotes an identifier for SQL.
 pub fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))

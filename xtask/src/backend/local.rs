@@ -23,6 +23,7 @@ use crate::{
     postmaster::{self, Postmaster},
     private_dir::Owner,
     process::{self, is_executable, output, stderr_line},
+    scram,
     state_lock::{self, StateLock},
     ui,
 };
@@ -78,6 +79,16 @@ impl Local {
     /// fsync, synchronous_commit and full_page_writes off. Losing it loses only test databases.
     pub fn for_tests(ctx: &Ctx) -> Result<Local> {
         Ok(Local::new(ctx)?.into_test_cluster(ctx))
+    }
+
+    /// How many SCRAM rounds each login to this cluster costs (see `scram`): PostgreSQL's default
+    /// for the developer's cluster, a handful for the test cluster, whose tests connect often.
+    fn scram_iterations(&self) -> u32 {
+        if self.durable {
+            scram::DEFAULT_ITERATIONS
+        } else {
+            scram::TEST_CLUSTER_ITERATIONS
+        }
     }
 
     /// The test cluster, on the same binaries and user as this one.
@@ -291,7 +302,7 @@ impl Local {
                 .query(&format!(
                     "CREATE ROLE {} LOGIN CREATEDB NOSUPERUSER PASSWORD {}",
                     pg::ident(&cfg.user),
-                    pg::literal(&pg::scram_verifier(&cfg.password))
+                    pg::literal(&scram::verifier(&cfg.password, self.scram_iterations()))
                 ))
                 .with_context(|| format!("cannot create role {:?}", cfg.user))?;
         }
