@@ -95,26 +95,33 @@ fn build(ctx: &Ctx, args: &[&str], what: &str) -> Result<HashMap<String, PathBuf
 /// cargo's JSON messages. A string search, not a JSON parser, to keep serde out of xtask's
 /// build; target names and paths in this workspace need no escaping.
 fn executables(messages: &str) -> HashMap<String, PathBuf> {
-    let field = |line: &str, key: &str| -> Option<String> {
-        let start = line.find(&format!("\"{key}\":\""))? + key.len() + 4;
-        let end = start + line[start..].find('"')?;
-        Some(line[start..end].to_owned())
-    };
     messages
         .lines()
         .filter(|line| line.contains("\"reason\":\"compiler-artifact\""))
         .filter(|line| line.contains("\"kind\":[\"bin\"]"))
-        .filter(|line| {
-            line.find("\"profile\":{")
-                .and_then(|start| line[start..].find('}').map(|end| &line[start..start + end]))
-                .is_some_and(|profile| profile.contains("\"test\":false"))
-        })
+        .filter(|line| built_as_test(line) == Some(false))
         .filter_map(|line| {
-            let executable = field(line, "executable")?;
+            let executable = json_field(line, "executable")?;
             let target = &line[line.find("\"target\":")?..];
-            Some((field(target, "name")?, PathBuf::from(executable)))
+            Some((json_field(target, "name")?, PathBuf::from(executable)))
         })
         .collect()
+}
+
+/// Whether a `compiler-artifact` message is of a test harness (`Some(true)`) or not, from its
+/// profile's `test` flag.
+pub fn built_as_test(line: &str) -> Option<bool> {
+    let start = line.find("\"profile\":{")?;
+    let profile = &line[start..start + line[start..].find('}')?];
+    Some(profile.contains("\"test\":true"))
+}
+
+/// The string value of `"key"` in one of cargo's JSON messages: the first occurrence, so callers
+/// narrow `line` to the object they mean. No escapes are decoded (see [`executables`]).
+pub fn json_field(line: &str, key: &str) -> Option<String> {
+    let start = line.find(&format!("\"{key}\":\""))? + key.len() + 4;
+    let end = start + line[start..].find('"')?;
+    Some(line[start..end].to_owned())
 }
 
 /// What the `migration` binary's standard output is to the user; its standard error, where

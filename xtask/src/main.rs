@@ -28,6 +28,7 @@ mod private_dir;
 mod process;
 mod scram;
 mod state_lock;
+mod test_shards;
 mod tls;
 mod ui;
 
