@@ -11,11 +11,13 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 failed=0
 fail() { echo "architecture: $*" >&2; failed=1; }
 
-commands=(xtask/src/db_*.rs xtask/src/bench.rs)
+# A command is a file xtask/src/<name>.rs, or a directory xtask/src/<name>/ for a larger one.
+commands=(xtask/src/db_*.rs xtask/src/bench/*.rs)
+command_name() { local file=${1#xtask/src/}; echo "${file%%[/.]*}"; }
 names=()
-for file in "${commands[@]}"; do names+=("$(basename "$file" .rs)"); done
+for file in "${commands[@]}"; do names+=("$(command_name "$file")"); done
 for file in "${commands[@]}"; do
-    self=$(basename "$file" .rs)
+    self=$(command_name "$file")
     for other in "${names[@]}"; do
         [[ $other == "$self" ]] && continue
         if grep -nE "(crate|super)::$other\b|^\s*$other::" "$file" >/dev/null; then

@@ -1,4 +1,7 @@
-//! `cargo xtask bench`: per-test database cost, local start-up and no-op migrations, as one table.
+//! `cargo xtask bench`: per-test database cost, local start-up and no-op migrations, as one table;
+//! with `--shards`, the whole suite's wall time in parallel shards (`shards`).
+
+mod shards;
 
 use std::{
     fmt::Write as _,
@@ -37,6 +40,11 @@ pub struct Args {
     /// a debug build (what `cargo test` builds) and a release one.
     #[arg(long, value_enum, default_value_t = Profiles::Both)]
     pub profile: Profiles,
+
+    /// Also time the whole suite (`db-test`) in 1, 2 and 4 shards run at once, each on a
+    /// database of its own on the test server (a few minutes).
+    #[arg(long, conflicts_with = "pg_bins")]
+    pub shards: bool,
 
     /// Measure the local backend with each of these PostgreSQL bin directories, side by side in
     /// this one run, each in a throwaway project with its own test cluster (repeatable).
@@ -80,10 +88,7 @@ struct Row {
 
 pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
     let (rows, versions) = if args.pg_bins.is_empty() {
-        (
-            on_the_configured_server(ctx, choice, args.runs, args.profile)?,
-            vec![],
-        )
+        (on_the_configured_server(ctx, choice, &args)?, vec![])
     } else {
         side_by_side(ctx, &args.pg_bins, args.runs, args.profile)?
     };
@@ -96,17 +101,15 @@ pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
 }
 
 /// Per-test databases on the server `db-test` uses, and the local backend's start-up.
-fn on_the_configured_server(
-    ctx: &Ctx,
-    choice: BackendChoice,
-    runs: u32,
-    profiles: Profiles,
-) -> Result<Vec<Row>> {
+fn on_the_configured_server(ctx: &Ctx, choice: BackendChoice, args: &Args) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     let test_ctx = test_server(ctx, choice, Duration::from_secs(60))?;
     let server = test_ctx.as_ref().unwrap_or(ctx);
-    let db_bench = DbBenchBinaries::build(ctx, profiles)?;
-    per_test_database(server, &db_bench, runs, &mut rows)?;
+    let db_bench = DbBenchBinaries::build(ctx, args.profile)?;
+    per_test_database(server, &db_bench, args.runs, &mut rows)?;
+    if args.shards {
+        shards::suite_in_shards(server, &mut rows)?;
+    }
     match LocalScratch::new(ctx, None) {
         Some(scratch) => {
             ui::info("measuring the local backend's start-up and a no-op db-migrate");
