@@ -13,13 +13,15 @@
 //!   from leftovers; `cleanup`: dropping what no live run holds;
 //! * `admin`: the maintenance connection that creates and drops databases; `runtime`: the private
 //!   runtime it lives on; `server` and `names`: `DATABASE_URL` and the names derived from it;
-//! * `errors`: [`TestDbError`]; `strategy`: [`CloneStrategy`].
+//! * `errors`: [`TestDbError`]; `strategy`: [`CloneStrategy`];
+//! * `macro_support`: what `#[db::test]` expands to call (hidden: not an API of its own).
 
 mod admin;
 mod cleanup;
 mod errors;
 mod filler;
 mod lease;
+mod macro_support;
 mod names;
 mod pool;
 mod prepared;
@@ -37,6 +39,12 @@ pub use filler::{FillerReport, PoolFiller};
 pub use strategy::CloneStrategy;
 pub use template::TestTemplate;
 pub use test_db::TestDb;
+
+/// For `#[db::test]`'s expansion only; write `#[db::test]` rather than calling it.
+#[doc(hidden)]
+pub mod __macro_support {
+    pub use crate::macro_support::run;
+}
 
 use admin::admin;
 use runtime::on_admin_runtime;
