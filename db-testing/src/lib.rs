@@ -80,6 +80,19 @@ pub async fn drop_kept_test_databases() -> Result<usize, TestDbError> {
     TestTemplate::application().drop_kept_test_databases().await
 }
 
+/// The name of the database `db` is connected to: [`TestDb::name`] for a test written with
+/// `#[db::test]`, which is handed the connection rather than the `TestDb`. Panics when the query
+/// fails, as a test would.
+pub async fn database_name(db: &sea_orm::DatabaseConnection) -> String {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    let query = Statement::from_string(DbBackend::Postgres, "SELECT current_database() AS name");
+    let row = db.query_one_raw(query).await;
+    row.ok()
+        .flatten()
+        .and_then(|row| row.try_get("", "name").ok())
+        .expect("SELECT current_database() answers on a test database's connection")
+}
+
 /// The strategy [`TestDb::new`] uses on the `DATABASE_URL` server.
 pub async fn chosen_clone_strategy() -> Result<CloneStrategy, TestDbError> {
     on_admin_runtime(async { Ok(admin().await?.clone_strategy) }).await

@@ -293,18 +293,7 @@ async fn failing_test_probe_for_keep_on_failure() {
 #[db::test]
 #[ignore = "fails on purpose; run by failed_macro_test_keeps_its_database_only_when_asked"]
 async fn failing_macro_test_probe_for_keep_on_failure(db: DatabaseConnection) {
-    let row = db
-        .query_one_raw(Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT current_database() AS name",
-        ))
-        .await
-        .unwrap()
-        .unwrap();
-    println!(
-        "probe database: {}",
-        row.try_get::<String>("", "name").unwrap()
-    );
+    println!("probe database: {}", testing::database_name(&db).await);
     assert!(
         std::env::var_os(KEEP_PROBE_ENV).is_none(),
         "failing on purpose to exercise DB_TEST_KEEP"

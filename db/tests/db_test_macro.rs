@@ -5,19 +5,7 @@
 
 use db::projects::{self, Page};
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
-
-async fn current_database(db: &DatabaseConnection) -> String {
-    db.query_one_raw(Statement::from_string(
-        DbBackend::Postgres,
-        "SELECT current_database() AS name",
-    ))
-    .await
-    .unwrap()
-    .unwrap()
-    .try_get("", "name")
-    .unwrap()
-}
+use sea_orm::DatabaseConnection;
 
 /// Every project's name and description, as `db::projects::list` orders them.
 async fn names_and_descriptions(db: &DatabaseConnection) -> Vec<(String, Option<String>)> {
@@ -39,7 +27,7 @@ fn runtime_flavor() -> tokio::runtime::RuntimeFlavor {
 
 #[db::test]
 async fn the_database_is_a_migrated_empty_test_database(db: DatabaseConnection) {
-    let name = current_database(&db).await;
+    let name = db_testing::database_name(&db).await;
     assert!(name.contains("_test_"), "a test database, not {name}");
 
     let expected: Vec<String> = Migrator::migrations()
@@ -106,6 +94,6 @@ async fn a_failing_fixture_names_itself_and_the_error() {
 #[db::test]
 #[should_panic(expected = "kept: should_panic")]
 async fn the_tests_own_attributes_are_kept(db: DatabaseConnection) {
-    let name = current_database(&db).await;
+    let name = db_testing::database_name(&db).await;
     panic!("kept: should_panic (on {name})");
 }

@@ -54,15 +54,7 @@ async fn write_projects_and_count_shared_names(db: &DatabaseConnection, row_coun
         .unwrap();
     }
 
-    let database = db
-        .query_one_raw(Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT current_database() AS name",
-        ))
-        .await
-        .unwrap()
-        .unwrap();
-    let partners = rendezvous(&database.try_get::<String>("", "name").unwrap());
+    let partners = rendezvous(&db_testing::database_name(db).await);
     let distinct: std::collections::BTreeSet<_> = partners.iter().collect();
     assert_eq!(
         distinct.len(),
