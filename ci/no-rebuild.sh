@@ -47,7 +47,7 @@ plain_cargo() {
     all_fresh "cargo test --workspace --no-run" cargo test --workspace --no-run --message-format json || failed=1
     # Each library member alone, as a developer working on one crate runs it (xtask's own tests
     # are left out: taking the workspace's feature set would make them link sea-orm).
-    for package in db db-testing migration dbops-common dbops-connect; do
+    for package in db db-macros db-testing migration dbops-common dbops-connect; do
         all_fresh "cargo test -p $package --no-run" cargo test -p "$package" --no-run --message-format json || failed=1
     done
     all_fresh "cargo build --workspace --all-targets" cargo build --workspace --all-targets --message-format json || failed=1

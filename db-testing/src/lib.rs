@@ -13,13 +13,15 @@
 //!   from leftovers; `cleanup`: dropping what no live run holds;
 //! * `admin`: the maintenance connection that creates and drops databases; `runtime`: the private
 //!   runtime it lives on; `server` and `names`: `DATABASE_URL` and the names derived from it;
-//! * `errors`: [`TestDbError`]; `strategy`: [`CloneStrategy`].
+//! * `errors`: [`TestDbError`]; `strategy`: [`CloneStrategy`];
+//! * `macro_support`: what `#[db::test]` expands to call (hidden: not an API of its own).
 
 mod admin;
 mod cleanup;
 mod errors;
 mod filler;
 mod lease;
+mod macro_support;
 mod names;
 mod pool;
 mod prepared;
@@ -37,6 +39,12 @@ pub use filler::{FillerReport, PoolFiller};
 pub use strategy::CloneStrategy;
 pub use template::TestTemplate;
 pub use test_db::TestDb;
+
+/// For `#[db::test]`'s expansion only; write `#[db::test]` rather than calling it.
+#[doc(hidden)]
+pub mod __macro_support {
+    pub use crate::macro_support::run;
+}
 
 use admin::admin;
 use runtime::on_admin_runtime;
@@ -70,6 +78,19 @@ pub async fn drop_stale_test_databases() -> Result<usize, TestDbError> {
 /// Like [`drop_stale_test_databases`], and also drops the databases kept with `DB_TEST_KEEP=1`.
 pub async fn drop_kept_test_databases() -> Result<usize, TestDbError> {
     TestTemplate::application().drop_kept_test_databases().await
+}
+
+/// The name of the database `db` is connected to: [`TestDb::name`] for a test written with
+/// `#[db::test]`, which is handed the connection rather than the `TestDb`. Panics when the query
+/// fails, as a test would.
+pub async fn database_name(db: &sea_orm::DatabaseConnection) -> String {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    let query = Statement::from_string(DbBackend::Postgres, "SELECT current_database() AS name");
+    let row = db.query_one_raw(query).await;
+    row.ok()
+        .flatten()
+        .and_then(|row| row.try_get("", "name").ok())
+        .expect("SELECT current_database() answers on a test database's connection")
 }
 
 /// The strategy [`TestDb::new`] uses on the `DATABASE_URL` server.

@@ -5,16 +5,19 @@
 mod common;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
 
-use common::{admin, count, database_exists, database_row, database_url, run_testdb};
+use common::{
+    KEPT_DATABASE_COMMENT, admin, count, database_comment, database_exists, database_row,
+    database_url, run_testdb, wait_until_dropped,
+};
 use db::projects::{self, NewProject};
 use db_testing::{self as testing, TestDb};
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
 
 const KEEP_PROBE_ENV: &str = "DB_TESTING_KEEP_PROBE";
 const KEEP_PROBE_TEST: &str = "failing_test_probe_for_keep_on_failure";
+const MACRO_KEEP_PROBE_TEST: &str = "failing_macro_test_probe_for_keep_on_failure";
 
 #[tokio::test]
 async fn each_test_database_is_distinct_and_isolated() {
@@ -108,16 +111,7 @@ async fn dropping_a_test_database_removes_it_from_the_server() {
 
     drop(test_db);
 
-    // Under `cargo xtask db-test` the drop hands the database to the pool's filler, which drops
-    // it beside the tests; without a filler the drop itself does. Either way it goes, soon.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while database_exists(&admin, &name).await {
-        assert!(
-            Instant::now() < deadline,
-            "{name} still exists 10 s after its TestDb was dropped"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until_dropped(&admin, &name).await;
 }
 
 #[tokio::test]
@@ -205,14 +199,15 @@ fn testdb_rejects_unknown_commands_with_usage() {
     );
 }
 
-/// Runs [`failing_test_probe_for_keep_on_failure`] in a child process of this test binary and
-/// returns the name of the database it created together with the child's stderr.
-fn run_failing_probe(keep: bool) -> (String, String) {
+/// Runs the ignored test `probe` (one of the failing probes below) in a child process of this test
+/// binary and returns the name of the database it created together with the child's stderr.
+/// `--ignored` runs ignored tests only, so a probe that lost its `#[ignore]` is not found.
+fn run_failing_probe(probe: &str, keep: bool) -> (String, String) {
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
         .args([
             "--exact",
-            KEEP_PROBE_TEST,
+            probe,
             "--ignored",
             "--nocapture",
             "--test-threads=1",
@@ -240,19 +235,20 @@ fn run_failing_probe(keep: bool) -> (String, String) {
     (name, stderr)
 }
 
-#[tokio::test]
-async fn failed_test_keeps_its_database_only_when_asked() {
+/// Runs `probe` failing without `DB_TEST_KEEP` and with it: its database goes, then stays
+/// (dropped here afterwards) with the notice naming it.
+async fn assert_failed_probe_keeps_its_database_only_when_asked(probe: &str) {
     let admin = admin().await;
 
-    let (dropped, _) = run_failing_probe(false);
-    assert!(
-        !database_exists(&admin, &dropped).await,
-        "without DB_TEST_KEEP the database is dropped"
-    );
+    // Without DB_TEST_KEEP the database is dropped (by the filler, when one runs).
+    let (dropped, _) = run_failing_probe(probe, false);
+    wait_until_dropped(&admin, &dropped).await;
 
-    let (kept, stderr) = run_failing_probe(true);
-    assert!(
-        database_exists(&admin, &kept).await,
+    // Kept databases are marked at once and never handed to the filler.
+    let (kept, stderr) = run_failing_probe(probe, true);
+    assert_eq!(
+        database_comment(&admin, &kept).await.as_deref(),
+        Some(KEPT_DATABASE_COMMENT),
         "with DB_TEST_KEEP=1 the database is kept"
     );
     let mut redacted_url = database_url();
@@ -269,7 +265,18 @@ async fn failed_test_keeps_its_database_only_when_asked() {
     admin
         .execute_unprepared(&format!("DROP DATABASE \"{kept}\" WITH (FORCE)"))
         .await
-        .unwrap();
+        .unwrap_or_else(|error| panic!("dropping the kept database {kept}: {error}"));
+}
+
+#[tokio::test]
+async fn failed_test_keeps_its_database_only_when_asked() {
+    assert_failed_probe_keeps_its_database_only_when_asked(KEEP_PROBE_TEST).await;
+}
+
+/// The same for `#[db::test]`: its `TestDb` must be dropped while the body's panic unwinds.
+#[tokio::test]
+async fn failed_macro_test_keeps_its_database_only_when_asked() {
+    assert_failed_probe_keeps_its_database_only_when_asked(MACRO_KEEP_PROBE_TEST).await;
 }
 
 #[tokio::test]
@@ -277,6 +284,16 @@ async fn failed_test_keeps_its_database_only_when_asked() {
 async fn failing_test_probe_for_keep_on_failure() {
     let test_db = TestDb::new().await;
     println!("probe database: {}", test_db.name());
+    assert!(
+        std::env::var_os(KEEP_PROBE_ENV).is_none(),
+        "failing on purpose to exercise DB_TEST_KEEP"
+    );
+}
+
+#[db::test]
+#[ignore = "fails on purpose; run by failed_macro_test_keeps_its_database_only_when_asked"]
+async fn failing_macro_test_probe_for_keep_on_failure(db: DatabaseConnection) {
+    println!("probe database: {}", testing::database_name(&db).await);
     assert!(
         std::env::var_os(KEEP_PROBE_ENV).is_none(),
         "failing on purpose to exercise DB_TEST_KEEP"

@@ -2,8 +2,7 @@
 //! with it, and an entity that does not is told apart with a diff naming the column.
 
 use db::drift::{ENTITY_MODULES, drift_of_every_entity, entity_drift};
-use db_testing::TestDb;
-use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 
 /// `projects` as it would be with its `name` column misspelt.
 mod misspelt_column {
@@ -66,10 +65,9 @@ mod missing_table {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-#[tokio::test]
-async fn every_entity_agrees_with_the_migrated_schema() {
-    let db = TestDb::new().await;
-    let drift = drift_of_every_entity(db.conn())
+#[db::test]
+async fn every_entity_agrees_with_the_migrated_schema(db: DatabaseConnection) {
+    let drift = drift_of_every_entity(&db)
         .await
         .expect("the drift check runs");
     assert!(
@@ -92,10 +90,9 @@ fn every_module_of_db_entities_is_checked() {
     );
 }
 
-#[tokio::test]
-async fn a_misspelt_column_is_named_on_both_sides() {
-    let db = TestDb::new().await;
-    let drift = entity_drift(db.conn(), misspelt_column::Entity)
+#[db::test]
+async fn a_misspelt_column_is_named_on_both_sides(db: DatabaseConnection) {
+    let drift = entity_drift(&db, misspelt_column::Entity)
         .await
         .expect("the drift check runs");
     assert_eq!(
@@ -107,10 +104,9 @@ async fn a_misspelt_column_is_named_on_both_sides() {
     );
 }
 
-#[tokio::test]
-async fn wrong_types_nullability_and_key_are_each_named() {
-    let db = TestDb::new().await;
-    let drift = entity_drift(db.conn(), wrong_types::Entity)
+#[db::test]
+async fn wrong_types_nullability_and_key_are_each_named(db: DatabaseConnection) {
+    let drift = entity_drift(&db, wrong_types::Entity)
         .await
         .expect("the drift check runs");
     assert_eq!(
@@ -123,10 +119,11 @@ async fn wrong_types_nullability_and_key_are_each_named() {
     );
 }
 
-#[tokio::test]
-async fn a_table_no_migration_creates_is_reported_and_nothing_is_left_behind() {
-    let db = TestDb::new().await;
-    let drift = entity_drift(db.conn(), missing_table::Entity)
+#[db::test]
+async fn a_table_no_migration_creates_is_reported_and_nothing_is_left_behind(
+    db: DatabaseConnection,
+) {
+    let drift = entity_drift(&db, missing_table::Entity)
         .await
         .expect("the drift check runs");
     assert_eq!(
@@ -135,7 +132,6 @@ async fn a_table_no_migration_creates_is_reported_and_nothing_is_left_behind() {
     );
 
     let leftovers = db
-        .conn()
         .query_all_raw(Statement::from_string(
             DbBackend::Postgres,
             "SELECT nspname::text FROM pg_namespace WHERE nspname = 'entity_drift_check'

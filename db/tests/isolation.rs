@@ -9,8 +9,7 @@ use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use db::projects::{self, NewProject};
-use db_testing::TestDb;
-use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, Value};
 
 const SHARED_NAME_PREFIX: &str = "shared-name-";
 /// Long enough for the partner thread to get its database, short enough not to matter alone.
@@ -42,9 +41,7 @@ fn rendezvous(database_name: &str) -> Vec<String> {
     arrived.clone()
 }
 
-async fn write_projects_and_count_shared_names(row_count: usize) {
-    let test_db = TestDb::new().await;
-    let db = test_db.conn();
+async fn write_projects_and_count_shared_names(db: &DatabaseConnection, row_count: usize) {
     for index in 0..row_count {
         projects::create(
             db,
@@ -57,7 +54,7 @@ async fn write_projects_and_count_shared_names(row_count: usize) {
         .unwrap();
     }
 
-    let partners = rendezvous(test_db.name());
+    let partners = rendezvous(&db_testing::database_name(db).await);
     let distinct: std::collections::BTreeSet<_> = partners.iter().collect();
     assert_eq!(
         distinct.len(),
@@ -81,12 +78,12 @@ async fn write_projects_and_count_shared_names(row_count: usize) {
     );
 }
 
-#[tokio::test]
-async fn first_writer_sees_only_its_three_rows() {
-    write_projects_and_count_shared_names(3).await;
+#[db::test]
+async fn first_writer_sees_only_its_three_rows(db: DatabaseConnection) {
+    write_projects_and_count_shared_names(&db, 3).await;
 }
 
-#[tokio::test]
-async fn second_writer_sees_only_its_five_rows() {
-    write_projects_and_count_shared_names(5).await;
+#[db::test]
+async fn second_writer_sees_only_its_five_rows(db: DatabaseConnection) {
+    write_projects_and_count_shared_names(&db, 5).await;
 }

@@ -2,11 +2,10 @@
 
 use db::entities::projects::{ActiveModel, Column, Entity as Projects, Model as Project};
 use db::projects::{self, NewProject, Page, ProjectError, ProjectUpdate};
-use db_testing::TestDb;
 use sea_orm::prelude::DateTimeWithTimeZone;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait,
-    IntoActiveModel, QueryFilter, RuntimeErr, Statement, Value,
+    ActiveModelTrait, ActiveValue, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend,
+    DbErr, EntityTrait, IntoActiveModel, QueryFilter, RuntimeErr, Statement, Value,
 };
 use uuid::Uuid;
 
@@ -61,17 +60,14 @@ async fn stored_updated_at(db: &impl ConnectionTrait, id: Uuid) -> DateTimeWithT
     row.try_get("", "updated_at").unwrap()
 }
 
-#[tokio::test]
-async fn entity_inserts_finds_updates_and_deletes_a_project() {
-    let test_db = TestDb::new().await;
-    let db = test_db.conn();
-
+#[db::test]
+async fn entity_inserts_finds_updates_and_deletes_a_project(db: DatabaseConnection) {
     let inserted = ActiveModel {
         name: ActiveValue::Set("Apollo".to_owned()),
         description: ActiveValue::Set(Some("Moon landing".to_owned())),
         ..Default::default()
     }
-    .insert(db)
+    .insert(&db)
     .await
     .unwrap();
     assert_eq!(inserted.name, "Apollo");
@@ -79,38 +75,35 @@ async fn entity_inserts_finds_updates_and_deletes_a_project() {
     assert!(!inserted.id.is_nil(), "the database generates the id");
     assert_eq!(inserted.created_at, inserted.updated_at);
 
-    let found = Projects::find_by_id(inserted.id).one(db).await.unwrap();
+    let found = Projects::find_by_id(inserted.id).one(&db).await.unwrap();
     assert_eq!(found.as_ref(), Some(&inserted));
 
     let mut renaming = inserted.clone().into_active_model();
     renaming.name = ActiveValue::Set("Artemis".to_owned());
-    let renamed = renaming.update(db).await.unwrap();
+    let renamed = renaming.update(&db).await.unwrap();
     assert_eq!(renamed.name, "Artemis");
     assert_eq!(renamed.created_at, inserted.created_at);
     assert!(renamed.updated_at > inserted.updated_at);
 
     let by_name = Projects::find()
         .filter(Column::Name.eq("Artemis"))
-        .all(db)
+        .all(&db)
         .await
         .unwrap();
     assert_eq!(by_name, vec![renamed.clone()]);
 
-    let deleted = Projects::delete_by_id(renamed.id).exec(db).await.unwrap();
+    let deleted = Projects::delete_by_id(renamed.id).exec(&db).await.unwrap();
     assert_eq!(deleted.rows_affected, 1);
     assert_eq!(
-        Projects::find_by_id(renamed.id).one(db).await.unwrap(),
+        Projects::find_by_id(renamed.id).one(&db).await.unwrap(),
         None
     );
 }
 
-#[tokio::test]
-async fn created_project_reads_back_as_stored() {
-    let test_db = TestDb::new().await;
-    let db = test_db.conn();
-
+#[db::test]
+async fn created_project_reads_back_as_stored(db: DatabaseConnection) {
     let created = projects::create(
-        db,
+        &db,
         NewProject {
             name: "Gemini".to_owned(),
             description: Some("Two seats".to_owned()),
@@ -122,16 +115,15 @@ async fn created_project_reads_back_as_stored() {
     assert_eq!(created.description.as_deref(), Some("Two seats"));
     assert_eq!(created.created_at, created.updated_at);
 
-    assert_eq!(projects::get(db, created.id).await.unwrap(), created);
-    assert_eq!(count_projects(db).await, 1);
+    assert_eq!(projects::get(&db, created.id).await.unwrap(), created);
+    assert_eq!(count_projects(&db).await, 1);
 }
 
-#[tokio::test]
-async fn getting_an_unknown_project_is_not_found() {
-    let test_db = TestDb::new().await;
+#[db::test]
+async fn getting_an_unknown_project_is_not_found(db: DatabaseConnection) {
     let unknown = Uuid::new_v4();
 
-    let error = projects::get(test_db.conn(), unknown).await.unwrap_err();
+    let error = projects::get(&db, unknown).await.unwrap_err();
 
     assert!(
         matches!(error, ProjectError::NotFound(id) if id == unknown),
@@ -139,13 +131,11 @@ async fn getting_an_unknown_project_is_not_found() {
     );
 }
 
-#[tokio::test]
-async fn list_orders_by_creation_then_id_and_pages_without_overlap() {
-    let test_db = TestDb::new().await;
-    let db = test_db.conn();
+#[db::test]
+async fn list_orders_by_creation_then_id_and_pages_without_overlap(db: DatabaseConnection) {
     let mut created = Vec::new();
     for name in ["e", "d", "c", "b", "a"] {
-        created.push(projects::create(db, new_project(name)).await.unwrap());
+        created.push(projects::create(&db, new_project(name)).await.unwrap());
     }
     // Explicit creation times make the expected order independent of insert timing; the two
     // equal ones check the tie-break on id.
@@ -165,7 +155,7 @@ async fn list_orders_by_creation_then_id_and_pages_without_overlap() {
         .await
         .unwrap();
     }
-    let mut expected: Vec<Project> = Projects::find().all(db).await.unwrap();
+    let mut expected: Vec<Project> = Projects::find().all(&db).await.unwrap();
     expected.sort_by_key(|project| (project.created_at, project.id));
     assert_eq!(expected.len(), 5);
     assert_eq!(
@@ -175,7 +165,7 @@ async fn list_orders_by_creation_then_id_and_pages_without_overlap() {
     assert_eq!(expected[4].name, "e", "the latest creation time comes last");
 
     let everything = projects::list(
-        db,
+        &db,
         Page {
             number: 0,
             size: 100,
@@ -187,14 +177,14 @@ async fn list_orders_by_creation_then_id_and_pages_without_overlap() {
 
     let mut paged = Vec::new();
     for number in 0..3 {
-        let page = projects::list(db, Page { number, size: 2 }).await.unwrap();
+        let page = projects::list(&db, Page { number, size: 2 }).await.unwrap();
         let expected_len = if number < 2 { 2 } else { 1 };
         assert_eq!(page.len(), expected_len, "page {number}");
         paged.extend(page);
     }
     assert_eq!(paged, expected, "pages concatenate to the full listing");
     assert!(
-        projects::list(db, Page { number: 3, size: 2 })
+        projects::list(&db, Page { number: 3, size: 2 })
             .await
             .unwrap()
             .is_empty(),
@@ -202,12 +192,10 @@ async fn list_orders_by_creation_then_id_and_pages_without_overlap() {
     );
 }
 
-#[tokio::test]
-async fn update_changes_fields_and_moves_updated_at_forward() {
-    let test_db = TestDb::new().await;
-    let db = test_db.conn();
+#[db::test]
+async fn update_changes_fields_and_moves_updated_at_forward(db: DatabaseConnection) {
     let created = projects::create(
-        db,
+        &db,
         NewProject {
             name: "Mercury".to_owned(),
             description: Some("One seat".to_owned()),
@@ -217,7 +205,7 @@ async fn update_changes_fields_and_moves_updated_at_forward() {
     .unwrap();
 
     let renamed = projects::update(
-        db,
+        &db,
         created.id,
         ProjectUpdate {
             name: Some("Mercury 7".to_owned()),
@@ -241,7 +229,7 @@ async fn update_changes_fields_and_moves_updated_at_forward() {
     );
 
     let cleared = projects::update(
-        db,
+        &db,
         created.id,
         ProjectUpdate {
             name: None,
@@ -260,7 +248,7 @@ async fn update_changes_fields_and_moves_updated_at_forward() {
     ))
     .await
     .unwrap();
-    let after_raw_update = projects::get(db, created.id).await.unwrap();
+    let after_raw_update = projects::get(&db, created.id).await.unwrap();
     assert_eq!(
         after_raw_update.description.as_deref(),
         Some("set by raw SQL")
@@ -272,19 +260,18 @@ async fn update_changes_fields_and_moves_updated_at_forward() {
         after_raw_update.updated_at
     );
     assert_eq!(
-        stored_updated_at(db, created.id).await,
+        stored_updated_at(&db, created.id).await,
         after_raw_update.updated_at
     );
     assert_eq!(after_raw_update.created_at, created.created_at);
 }
 
-#[tokio::test]
-async fn updating_an_unknown_project_is_not_found() {
-    let test_db = TestDb::new().await;
+#[db::test]
+async fn updating_an_unknown_project_is_not_found(db: DatabaseConnection) {
     let unknown = Uuid::new_v4();
 
     let error = projects::update(
-        test_db.conn(),
+        &db,
         unknown,
         ProjectUpdate {
             name: Some("Ghost".to_owned()),
@@ -298,46 +285,41 @@ async fn updating_an_unknown_project_is_not_found() {
         matches!(error, ProjectError::NotFound(id) if id == unknown),
         "{error}"
     );
-    assert_eq!(count_projects(test_db.conn()).await, 0);
+    assert_eq!(count_projects(&db).await, 0);
 }
 
-#[tokio::test]
-async fn delete_removes_only_that_project() {
-    let test_db = TestDb::new().await;
-    let db = test_db.conn();
-    let doomed = projects::create(db, new_project("Skylab")).await.unwrap();
-    let kept = projects::create(db, new_project("Soyuz")).await.unwrap();
+#[db::test]
+async fn delete_removes_only_that_project(db: DatabaseConnection) {
+    let doomed = projects::create(&db, new_project("Skylab")).await.unwrap();
+    let kept = projects::create(&db, new_project("Soyuz")).await.unwrap();
 
-    projects::delete(db, doomed.id).await.unwrap();
+    projects::delete(&db, doomed.id).await.unwrap();
 
     assert!(matches!(
-        projects::get(db, doomed.id).await,
+        projects::get(&db, doomed.id).await,
         Err(ProjectError::NotFound(_))
     ));
-    assert_eq!(projects::get(db, kept.id).await.unwrap(), kept);
-    let again = projects::delete(db, doomed.id).await.unwrap_err();
+    assert_eq!(projects::get(&db, kept.id).await.unwrap(), kept);
+    let again = projects::delete(&db, doomed.id).await.unwrap_err();
     assert!(
         matches!(again, ProjectError::NotFound(id) if id == doomed.id),
         "{again}"
     );
 }
 
-#[tokio::test]
-async fn blank_names_are_rejected_as_blank_name() {
-    let test_db = TestDb::new().await;
-    let db = test_db.conn();
-
+#[db::test]
+async fn blank_names_are_rejected_as_blank_name(db: DatabaseConnection) {
     for blank in ["", " ", "    ", "\t", "\n", " \t\r\n "] {
-        let error = projects::create(db, new_project(blank)).await.unwrap_err();
+        let error = projects::create(&db, new_project(blank)).await.unwrap_err();
         assert!(
             matches!(error, ProjectError::BlankName),
             "{blank:?}: {error}"
         );
     }
 
-    let existing = projects::create(db, new_project("Vostok")).await.unwrap();
+    let existing = projects::create(&db, new_project("Vostok")).await.unwrap();
     let error = projects::update(
-        db,
+        &db,
         existing.id,
         ProjectUpdate {
             name: Some("   ".to_owned()),
@@ -347,15 +329,15 @@ async fn blank_names_are_rejected_as_blank_name() {
     .await
     .unwrap_err();
     assert!(matches!(error, ProjectError::BlankName), "{error}");
-    assert_eq!(projects::get(db, existing.id).await.unwrap().name, "Vostok");
-    assert_eq!(count_projects(db).await, 1);
+    assert_eq!(
+        projects::get(&db, existing.id).await.unwrap().name,
+        "Vostok"
+    );
+    assert_eq!(count_projects(&db).await, 1);
 }
 
-#[tokio::test]
-async fn raw_sql_blank_name_violates_the_check_constraint() {
-    let test_db = TestDb::new().await;
-    let db = test_db.conn();
-
+#[db::test]
+async fn raw_sql_blank_name_violates_the_check_constraint(db: DatabaseConnection) {
     let error = db
         .execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
@@ -373,14 +355,11 @@ async fn raw_sql_blank_name_violates_the_check_constraint() {
         )
     );
     assert!(matches!(ProjectError::from(error), ProjectError::BlankName));
-    assert_eq!(count_projects(db).await, 0);
+    assert_eq!(count_projects(&db).await, 0);
 }
 
-#[tokio::test]
-async fn missing_names_are_rejected_as_missing_name() {
-    let test_db = TestDb::new().await;
-    let db = test_db.conn();
-
+#[db::test]
+async fn missing_names_are_rejected_as_missing_name(db: DatabaseConnection) {
     let raw_error = db
         .execute_unprepared("INSERT INTO projects (name) VALUES (NULL)")
         .await
@@ -398,10 +377,10 @@ async fn missing_names_are_rejected_as_missing_name() {
         description: ActiveValue::Set(Some("no name given".to_owned())),
         ..Default::default()
     }
-    .insert(db)
+    .insert(&db)
     .await
     .unwrap_err();
     let error = ProjectError::from(entity_error);
     assert!(matches!(error, ProjectError::MissingName), "{error}");
-    assert_eq!(count_projects(db).await, 0);
+    assert_eq!(count_projects(&db).await, 0);
 }

@@ -19,6 +19,7 @@ use url::Url;
 pub const TESTDB: &str = env!("CARGO_BIN_EXE_testdb");
 pub const KEPT_DATABASE_COMMENT: &str = "kept by db::testing after a failed test";
 const SESSION_END_DEADLINE: Duration = Duration::from_secs(10);
+const DROP_DEADLINE: Duration = Duration::from_secs(10);
 /// Generous: a child may build a template and run several tests, on a loaded machine.
 pub const CHILD_DEADLINE: Duration = Duration::from_secs(180);
 /// Isolated bases are `dbtesting_{tag}_{token}`: the token (six hex digits) is this process's, and
@@ -65,6 +66,33 @@ pub async fn database_row(admin: &DatabaseConnection, name: &str) -> Option<(boo
 
 pub async fn database_exists(admin: &DatabaseConnection, name: &str) -> bool {
     database_row(admin, name).await.is_some()
+}
+
+/// Under `cargo xtask db-test` a dropped `TestDb` is handed to the pool's filler, which drops it
+/// beside the tests; without a filler the drop itself does. Either way it goes, soon: this waits,
+/// with a deadline, until it has.
+pub async fn wait_until_dropped(admin: &DatabaseConnection, name: &str) {
+    let deadline = Instant::now() + DROP_DEADLINE;
+    while database_exists(admin, name).await {
+        assert!(
+            Instant::now() < deadline,
+            "{name} still exists {DROP_DEADLINE:?} after its TestDb was dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The comment on database `name` (`COMMENT ON DATABASE`), if it has one.
+pub async fn database_comment(admin: &DatabaseConnection, name: &str) -> Option<String> {
+    let row = admin
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE datname = $1",
+            [Value::from(name)],
+        ))
+        .await
+        .unwrap()?;
+    row.try_get("", "comment").unwrap()
 }
 
 pub async fn count(db: &impl ConnectionTrait, sql: &str) -> i64 {
