@@ -17,6 +17,7 @@ use crate::checksum;
 use crate::connect::{connect, open_session};
 use crate::dry_run::preview_pending;
 use crate::failure::database_failure;
+use crate::lint::{Format, lint};
 use crate::lock::{MigrationLock, lock_timeout};
 use crate::runner::{apply_pending, fresh, roll_back, roll_back_all};
 use crate::states::{
@@ -130,6 +131,19 @@ pub enum MigrateCommand {
         )]
         dry_run: bool,
     },
+    #[command(
+        about = "Lint the SQL of the pending migrations (from a rolled-back run) for unsafe schema changes",
+        display_order = 75
+    )]
+    Lint {
+        #[arg(
+            long,
+            help = "Lint every migration, dry-run from this database, which must be empty"
+        )]
+        all: bool,
+        #[arg(long, value_enum, default_value_t, help = "How to print the findings")]
+        format: Format,
+    },
     #[command(about = "Rollback applied migrations", display_order = 80)]
     Down {
         #[arg(
@@ -203,12 +217,20 @@ async fn run<M: MigratorTrait>(cli: Cli) -> Result<ExitCode> {
         schema_change => {
             let lock = MigrationLock::acquire(session, lock_timeout()?).await?;
             // A dry run learns what ran from sqlx's statement log, which is only written when enabled.
-            let log_statements =
-                cli.verbose || matches!(schema_change, MigrateCommand::Up { dry_run: true, .. });
+            let log_statements = cli.verbose
+                || matches!(
+                    schema_change,
+                    MigrateCommand::Up { dry_run: true, .. } | MigrateCommand::Lint { .. }
+                );
             let db = connect(&url, &schema, log_statements).await?;
-            let outcome = change_schema::<M>(&db, schema_change).await;
+            let outcome = match schema_change {
+                MigrateCommand::Lint { all, format } => lint::<M>(&db, all, format).await,
+                schema_change => change_schema::<M>(&db, schema_change)
+                    .await
+                    .map(|()| ExitCode::SUCCESS),
+            };
             lock.release().await;
-            (db, outcome.map(|()| ExitCode::SUCCESS))
+            (db, outcome)
         }
     };
     db.close().await.ok();
@@ -287,9 +309,10 @@ async fn change_schema<M: MigratorTrait>(
                 .map(drop)
         }
         MigrateCommand::Fresh => fresh::<M>(db).await.map(drop),
-        MigrateCommand::Init | MigrateCommand::Generate { .. } | MigrateCommand::Status { .. } => {
-            Ok(())
-        }
+        MigrateCommand::Init
+        | MigrateCommand::Generate { .. }
+        | MigrateCommand::Status { .. }
+        | MigrateCommand::Lint { .. } => Ok(()),
     }
 }
 

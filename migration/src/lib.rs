@@ -9,8 +9,14 @@ pub mod cli;
 #[cfg(feature = "cli")]
 mod connect;
 #[cfg(feature = "cli")]
-mod dry_run;
+pub mod dry_run;
 mod failure;
+#[cfg(feature = "cli")]
+pub mod lint;
+#[cfg(feature = "cli")]
+mod lint_directive;
+#[cfg(feature = "cli")]
+mod lint_report;
 #[cfg(feature = "cli")]
 mod lock;
 mod normalize;

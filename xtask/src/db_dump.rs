@@ -6,10 +6,12 @@ use anyhow::{Context, Result, bail};
 use xshell::cmd;
 
 use crate::{
-    backend::{BackendChoice, lifecycle::ensure_up},
+    backend::{
+        BackendChoice, Selected,
+        lifecycle::{ensure_up, with_scratch_database},
+    },
     bins::{self, Stdout},
     context::Ctx,
-    pg::{self, Client},
     ui,
 };
 
@@ -30,15 +32,14 @@ pub struct Args {
 pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
     let mut ready = ensure_up(ctx, choice, args.timeout)?;
     // A scratch database migrated from empty, so local experiments in the dev database never leak in.
-    let scratch = scratch_name(&ctx.cfg.database);
-    drop_database(&mut ready.client, &scratch);
-    ready
-        .client
-        .query(&format!("CREATE DATABASE {}", pg::ident(&scratch)))
-        .with_context(|| format!("cannot create the scratch database {scratch:?}"))?;
-    let dumped = dump_migrated(ctx, &ready, &scratch);
-    drop_database(&mut ready.client, &scratch);
-    let schema = normalize(&dumped?);
+    let selected = &ready.selected;
+    let dumped = with_scratch_database(
+        &mut ready.client,
+        &ctx.cfg.database,
+        "schema_dump",
+        |scratch| dump_migrated(ctx, selected, scratch),
+    )?;
+    let schema = normalize(&dumped);
 
     // DB_SCHEMA_FILE lets tests check a copy instead of the committed file.
     let path = ctx.cfg.lookup.value("DB_SCHEMA_FILE").map_or_else(
@@ -75,19 +76,14 @@ pub fn run(ctx: &Ctx, choice: BackendChoice, args: Args) -> Result<ExitCode> {
     )
 }
 
-fn dump_migrated(
-    ctx: &Ctx,
-    ready: &crate::backend::lifecycle::Ready,
-    scratch: &str,
-) -> Result<String> {
+fn dump_migrated(ctx: &Ctx, selected: &Selected, scratch: &str) -> Result<String> {
     let url = ctx.cfg.url_for_database(scratch);
     // Its `applied …` lines would read as if the user's database had changed: -v only.
     ui::debug(format!(
         "applying the migrations to the scratch database {scratch:?}"
     ));
     bins::run_with_url(ctx, &ctx.cfg.root, url.as_str(), &["up"], Stdout::Detail)?;
-    ready
-        .selected
+    selected
         .backend
         .client_command(ctx, "pg_dump", scratch, false)?
         .args([
@@ -99,21 +95,6 @@ fn dump_migrated(
         .quiet()
         .read()
         .context("pg_dump failed")
-}
-
-fn drop_database(client: &mut Client, name: &str) {
-    if let Err(e) = client.query(&format!(
-        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-        pg::ident(name)
-    )) {
-        ui::warn(format!("could not drop the scratch database {name:?}: {e}"));
-    }
-}
-
-fn scratch_name(database: &str) -> String {
-    let mut base = database.to_owned();
-    base.truncate(40);
-    format!("{base}_schema_dump")
 }
 
 /// Drops what differs between runs and machines: version banners, `\restrict` keys and the

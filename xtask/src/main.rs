@@ -11,6 +11,7 @@ mod config;
 mod context;
 mod db_down;
 mod db_dump;
+mod db_lint;
 mod db_logs;
 mod db_migrate;
 mod db_psql;
@@ -96,6 +97,11 @@ enum Command {
         after_help = "Examples:\n  cargo xtask db-migrate\n  cargo xtask db-migrate --steps 1\n  cargo xtask db-migrate --dry-run   # print the SQL, change nothing"
     )]
     DbMigrate(db_migrate::Args),
+    /// Lint the SQL of the pending migrations for schema changes that are unsafe on a live database.
+    #[command(
+        after_help = "Examples:\n  cargo xtask db-lint\n  cargo xtask db-lint --all           # every migration, from a scratch database\n  cargo xtask db-lint --format json   # machine-readable findings\nExit status 1 when a finding is not allowed by a `// db-lint: allow(<rule>) reason: <why>` comment."
+    )]
+    DbLint(db_lint::Args),
     /// Roll back the last applied migrations (one by default).
     #[command(
         after_help = "Examples:\n  cargo xtask db-rollback --steps 2\n  cargo xtask db-rollback --force   # required when the host is not local"
@@ -164,6 +170,7 @@ fn run() -> Result<ExitCode> {
         Command::DbPsql(args) => db_psql::run(&ctx, choice, args),
         Command::DbDump(args) => db_dump::run(&ctx, choice, args),
         Command::DbMigrate(args) => db_migrate::run(&ctx, choice, args),
+        Command::DbLint(args) => db_lint::run(&ctx, choice, args),
         Command::DbRollback(args) => db_rollback::run(&ctx, choice, args),
         Command::DbReset(args) => db_reset::run(&ctx, choice, args),
         Command::DbRevision(args) => db_revision::run(&ctx, args),

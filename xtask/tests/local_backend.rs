@@ -274,6 +274,39 @@ fn a_stale_schema_file_fails_the_dump_check() {
 }
 
 #[test]
+fn db_lint_passes_on_the_real_migrations_and_drops_its_scratch_database() {
+    let Some(project) = Project::local() else {
+        return;
+    };
+    // Nothing is applied yet, so the pending migrations are all of them; the projects
+    // migration's one finding is allowed by its `db-lint:` comment.
+    let pending = project.xtask(&["db-lint"]);
+    pending.assert_success();
+    assert!(
+        pending
+            .stdout
+            .contains("allowed m20261124_120000_create_projects: require-lock-timeout"),
+        "{}",
+        pending.all()
+    );
+
+    project.xtask(&["db-migrate"]).assert_success();
+    let all = project.xtask(&["-q", "db-lint", "--all", "--format", "json"]);
+    all.assert_success();
+    // xtask's own lines go to stderr: stdout is the JSON document alone.
+    assert!(
+        all.stdout.starts_with('{') && all.stdout.trim_end().ends_with('}'),
+        "{}",
+        all.stdout
+    );
+    assert!(all.stdout.contains("\"scope\": \"all\""), "{}", all.stdout);
+    assert!(all.stdout.contains("\"failed\": false"), "{}", all.stdout);
+    let left = project.psql("SELECT count(*) FROM pg_database WHERE datname LIKE '%lint_all'");
+    left.assert_success();
+    assert_eq!(left.stdout.trim(), "0", "the scratch database is dropped");
+}
+
+#[test]
 fn the_highest_version_found_is_chosen_and_named() {
     let Some(project) = Project::local() else {
         return;

@@ -3,13 +3,14 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
 
 use super::{
     Backend, BackendChoice, BackendKind, Local, Selected, remember_backend, select, wait_ready,
 };
 use crate::context::Ctx;
-use crate::{pg::Client, ui};
+use crate::pg::{self, Client};
+use crate::ui;
 
 /// A server that accepts the configured credentials, and the backend that runs it.
 pub struct Ready {
@@ -123,4 +124,34 @@ pub fn stop(ctx: &Ctx, choice: BackendChoice, delete_data: bool) -> Result<Strin
         super::forget_backend(cfg, selected.kind())?;
     }
     Ok(halt.summary(delete_data))
+}
+
+/// Runs `step` on a new, empty scratch database on `client`'s server, named after `database`
+/// and `purpose` (`app_schema_dump`), and drops it afterwards whatever `step` returned. A
+/// leftover of an interrupted run is dropped first. `step` gets the scratch database's name.
+pub fn with_scratch_database<T>(
+    client: &mut Client,
+    database: &str,
+    purpose: &str,
+    step: impl FnOnce(&str) -> Result<T>,
+) -> Result<T> {
+    let mut base = database.to_owned();
+    base.truncate(40);
+    let scratch = format!("{base}_{purpose}");
+    drop_scratch(client, &scratch);
+    client
+        .query(&format!("CREATE DATABASE {}", pg::ident(&scratch)))
+        .with_context(|| format!("cannot create the scratch database {scratch:?}"))?;
+    let outcome = step(&scratch);
+    drop_scratch(client, &scratch);
+    outcome
+}
+
+fn drop_scratch(client: &mut Client, name: &str) {
+    if let Err(e) = client.query(&format!(
+        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+        pg::ident(name)
+    )) {
+        ui::warn(format!("could not drop the scratch database {name:?}: {e}"));
+    }
 }
