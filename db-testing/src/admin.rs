@@ -3,10 +3,23 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use dbops_connect::{sqlstate, sqlx_error};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, Value};
 use tokio::sync::OnceCell;
+
+/// `permission denied to terminate process`: `DROP DATABASE … WITH (FORCE)` met a session of a
+/// superuser (or an autovacuum worker) that a role without SUPERUSER may not end.
+const INSUFFICIENT_PRIVILEGE: &str = "42501";
+/// The refusal to end another's session, not a missing privilege of our own (same SQLSTATE).
+fn session_we_may_not_end(error: &DbErr) -> bool {
+    sqlstate(error).as_deref() == Some(INSUFFICIENT_PRIVILEGE)
+        && error.to_string().contains("terminate process")
+}
+
+const FORCED_DROP_PATIENCE: Duration = Duration::from_secs(10);
+const FORCED_DROP_POLL: Duration = Duration::from_millis(50);
 
 use crate::errors::{INVALID_CATALOG_NAME, TestDbError, describe_db_error};
 use crate::lease::{Lease, OWNER_DIGITS};
@@ -199,16 +212,31 @@ impl Admin {
         .await
     }
 
+    /// Drops `name`, ending its sessions. A session that the application role may not end is
+    /// waited for, up to [`FORCED_DROP_PATIENCE`]: it is nearly always an autovacuum worker,
+    /// which counts as a superuser's and finishes within moments (on the busy bookkeeping
+    /// database of two runs at once, it was seen to fail a drop).
     pub(crate) async fn drop_database_force(&self, name: &str) -> Result<(), TestDbError> {
-        self.execute(
-            &format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                quote_identifier(name)
-            ),
-            &format!("dropping database {name}"),
-            "`testdb cleanup` (run by `cargo xtask db-test`) retries it",
-        )
-        .await
+        let sql = format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            quote_identifier(name)
+        );
+        let deadline = Instant::now() + FORCED_DROP_PATIENCE;
+        loop {
+            match self.pool.execute_unprepared(&sql).await {
+                Ok(_) => return Ok(()),
+                Err(error) if session_we_may_not_end(&error) && Instant::now() < deadline => {
+                    tokio::time::sleep(FORCED_DROP_POLL).await;
+                }
+                Err(error) => {
+                    return Err(self.failed(
+                        &format!("dropping database {name}"),
+                        &error,
+                        "`testdb cleanup` (run by `cargo xtask db-test`) retries it",
+                    ));
+                }
+            }
+        }
     }
 
     pub(crate) async fn mark_kept(&self, name: &str) -> Result<(), TestDbError> {
