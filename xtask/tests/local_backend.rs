@@ -4,7 +4,7 @@ mod support;
 
 use std::{fs, net::TcpListener};
 
-use support::{Project, local_binaries_or_skip};
+use support::{Project, Run, local_binaries_or_skip};
 
 #[test]
 fn up_then_status_reports_the_server() {
@@ -361,4 +361,31 @@ fn an_external_dump_uses_a_pg_dump_of_the_servers_major() {
         .xtask(&["db-dump", "--check"]);
     check.assert_success();
     assert!(!check.stderr.contains("fake pg_dump"), "{}", check.stderr);
+}
+
+/// Commands that work in a scratch database (`db-lint --all`, `db-dump --check`) share its
+/// name: run at once, neither may drop the other's from under it.
+#[test]
+fn parallel_scratch_database_commands_all_succeed() {
+    let Some(project) = Project::local() else {
+        return;
+    };
+    project.xtask(&["db-up"]).assert_success();
+    let runs: Vec<_> = (0..3)
+        .map(|_| {
+            project
+                .command(&["-q", "db-lint", "--all"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("xtask starts")
+        })
+        .collect();
+    for child in runs {
+        let run = Run::from(child.wait_with_output().expect("xtask runs"));
+        run.assert_success();
+    }
+    let left = project.psql("SELECT count(*) FROM pg_database WHERE datname LIKE '%lint_all'");
+    left.assert_success();
+    assert_eq!(left.stdout.trim(), "0", "the scratch database is dropped");
 }

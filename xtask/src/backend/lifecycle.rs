@@ -128,7 +128,8 @@ pub fn stop(ctx: &Ctx, choice: BackendChoice, delete_data: bool) -> Result<Strin
 
 /// Runs `step` on a new, empty scratch database on `client`'s server, named after `database`
 /// and `purpose` (`app_schema_dump`), and drops it afterwards whatever `step` returned. A
-/// leftover of an interrupted run is dropped first. `step` gets the scratch database's name.
+/// leftover of an interrupted run is dropped first. Commands that use the same scratch database
+/// at once take turns (a session advisory lock). `step` gets the scratch database's name.
 pub fn with_scratch_database<T>(
     client: &mut Client,
     database: &str,
@@ -138,13 +139,53 @@ pub fn with_scratch_database<T>(
     let mut base = database.to_owned();
     base.truncate(40);
     let scratch = format!("{base}_{purpose}");
+    // Another command's use of the same scratch database (a second terminal, a parallel CI step)
+    // waits for this one rather than having it dropped from under it; the session's lock goes
+    // when its process does, however it ends.
+    let lock = scratch_lock_key(&scratch);
+    let deadline = Instant::now() + SCRATCH_LOCK_PATIENCE;
+    // Polled, not waited for in one statement, so the connection's read timeout never ends the wait.
+    while client
+        .query_value(&format!("SELECT pg_try_advisory_lock({lock})"))
+        .with_context(|| format!("cannot lock the scratch database {scratch:?}"))?
+        .as_deref()
+        != Some("t")
+    {
+        if Instant::now() >= deadline {
+            bail!(
+                "another command has used the scratch database {scratch:?} for over {} s: wait for it to finish, then run this again",
+                SCRATCH_LOCK_PATIENCE.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     drop_scratch(client, &scratch);
-    client
+    let outcome = client
         .query(&format!("CREATE DATABASE {}", pg::ident(&scratch)))
-        .with_context(|| format!("cannot create the scratch database {scratch:?}"))?;
-    let outcome = step(&scratch);
+        .with_context(|| format!("cannot create the scratch database {scratch:?}"))
+        .and_then(|_| step(&scratch));
     drop_scratch(client, &scratch);
+    if let Err(e) = client.query(&format!("SELECT pg_advisory_unlock({lock})")) {
+        ui::debug(format!(
+            "the scratch database's lock goes with the session: {e}"
+        ));
+    }
     outcome
+}
+
+/// How long a command waits for another's use of the same scratch database (a dump or a lint of
+/// every migration takes seconds).
+const SCRATCH_LOCK_PATIENCE: Duration = Duration::from_secs(300);
+
+/// The advisory lock key of a scratch database: a stable hash of its name, in its own space
+/// (the migration runner's and the test harness's keys hash other texts).
+fn scratch_lock_key(scratch: &str) -> i64 {
+    use dbops_common::fnv::{FNV_OFFSET_BASIS, fnv1a};
+    let hash = fnv1a(
+        fnv1a(FNV_OFFSET_BASIS, b"dbops scratch database\0"),
+        scratch.as_bytes(),
+    );
+    i64::from_ne_bytes(hash.to_ne_bytes())
 }
 
 fn drop_scratch(client: &mut Client, name: &str) {
