@@ -30,6 +30,14 @@ pub fn cargo(sh: &xshell::Shell) -> xshell::Cmd<'_> {
         .fold(sh.cmd(cargo_program()), |cmd, name| cmd.env_remove(name))
 }
 
+/// Removes from `cmd` the per-package variables `cargo run` set for xtask itself, as [`cargo`]
+/// does, for a nested cargo (or xtask) started as a `std::process::Command`.
+pub fn without_package_vars(cmd: &mut std::process::Command) {
+    for name in dbops_common::cargo_env::package_vars() {
+        cmd.env_remove(name);
+    }
+}
+
 /// The path of the workspace binary `name`, built (once per xtask run) with the workspace's features.
 pub fn workspace_bin(ctx: &Ctx, name: &str) -> Result<PathBuf> {
     static BUILT: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();

@@ -422,9 +422,7 @@ impl LocalScratch {
         if let Some(dir) = &self.pg_bin {
             cmd.env("PG_BIN", dir);
         }
-        for name in dbops_common::cargo_env::package_vars() {
-            cmd.env_remove(name);
-        }
+        crate::bins::without_package_vars(&mut cmd);
         cmd
     }
 

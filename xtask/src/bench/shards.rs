@@ -99,9 +99,7 @@ fn shard_command(root: &Path, shard: u32, total: u32, url: &str) -> Command {
         .current_dir(root)
         .env("DB_BACKEND", "external")
         .env("DATABASE_URL", crate::tls::url_for_sqlx(url));
-    for name in dbops_common::cargo_env::package_vars() {
-        cmd.env_remove(name);
-    }
+    crate::bins::without_package_vars(&mut cmd);
     cmd
 }
 
